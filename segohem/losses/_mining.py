@@ -1,0 +1,163 @@
+"""Pixel selection and reduction shared by the mining losses.
+
+All functions work on losses laid out as ``(G, P)``: ``G`` mining groups (1 for the
+whole batch, ``B`` for per-image mining) of ``P`` pixels each. Everything stays on
+the device: counts are tensors, branches are ``torch.where``; nothing reads a value
+back to the host.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from segohem.losses._select import kth_largest
+from segohem.losses._validate import Count
+
+
+@dataclass(frozen=True)
+class MiningStats:
+    """Mining statistics of one loss call, as detached float32 scalar tensors."""
+
+    kept_fraction: Tensor
+    """Kept pixels / valid pixels (tied boundary pixels count fractionally); 0 if none valid."""
+    fallback: Tensor
+    """1.0 if the ``n_min`` fallback was used (per-image mining: the fraction of images
+    with valid pixels that used it)."""
+    threshold: Tensor
+    """Effective loss threshold: pixels with a loss above it were kept (in nats; per-image
+    mining: mean over images with valid pixels)."""
+    valid_pixels: Tensor
+    """Number of non-ignored pixels in the call."""
+    kept_pixels: Tensor
+    """Number of kept pixels (tied boundary pixels count fractionally)."""
+
+    def as_dict(self, prefix: str = "") -> dict[str, Tensor]:
+        """The statistics keyed ``prefix + name``, e.g. for ``LightningModule.log_dict``."""
+        return {prefix + key: value for key, value in vars(self).items()}
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which pixels a mining step keeps, per group (``G`` groups of ``P`` pixels)."""
+
+    weights: Tensor
+    """``(G, P)`` float32 in [0, 1]: 1 for pixels above ``threshold``, the tie share for
+    pixels equal to it, else 0. Excluded (zero-loss) pixels may get a non-zero weight
+    when ``threshold`` is 0; their loss and gradient are 0, so it does not matter, but
+    mask it before using the map for anything else."""
+    threshold: Tensor
+    """``(G,)`` float32 effective threshold (kept pixels have a loss above it, or equal
+    to it in the top-k fallback)."""
+    fallback: Tensor
+    """``(G,)`` bool, True where the top-k rule decided instead of the threshold."""
+    kept: Tensor
+    """``(G,)`` float32 number of kept pixels (``k`` in the fallback, else the hard count)."""
+
+
+def resolve_count(spec: Count, n_valid: Tensor, default_divisor: int = 16) -> Tensor:
+    """Turn a :data:`Count` into per-group pixel counts.
+
+    Args:
+        spec: None -> ``n_valid // default_divisor``; int -> that many pixels;
+            float in (0, 1] -> ``floor(spec * n_valid)`` (evaluated in float64).
+        n_valid: ``(G,)`` int64 valid pixels per group.
+
+    Returns:
+        ``(G,)`` int64 counts clamped to ``[0, n_valid]``.
+    """
+    if spec is None:
+        count = torch.div(n_valid, default_divisor, rounding_mode="floor")
+    elif isinstance(spec, int):
+        count = torch.full_like(n_valid, spec)
+    else:
+        count = torch.floor(n_valid.to(torch.float64) * spec).to(torch.int64)
+    return torch.minimum(count, n_valid)
+
+
+def select_hardest(
+    loss: Tensor, k: Tensor, n_excluded: Tensor, threshold: float | None
+) -> Selection:
+    """OHEM selection: pixels with loss above ``threshold``, or the ``k`` largest when
+    fewer than ``k`` pass (``threshold=None``: always the ``k`` largest).
+
+    Ties at the k-th largest value share the remaining rank equally, so the kept
+    weight is exactly ``k`` and the mean of the kept losses equals the mean of the
+    ``k`` largest values, whatever tie-break a sort would use.
+
+    Args:
+        loss: ``(G, P)`` float32 per-pixel losses, >= 0; excluded pixels hold 0.
+        k: ``(G,)`` int64 minimum number of kept pixels, ``0 <= k <= P - n_excluded``.
+        n_excluded: ``(G,)`` int64 number of excluded (ignored) pixels per group.
+        threshold: loss threshold in nats (>= 0), or None for pure top-k.
+    """
+    loss = loss.detach()
+    kth = kth_largest(loss, k, n_excluded)
+    tie_share = (k - kth.n_greater).to(torch.float32) / kth.n_equal.clamp_min(1)
+    k_float = k.to(torch.float32)
+    if threshold is None:
+        fallback = k > 0
+        # k == 0: keep nothing (threshold +inf).
+        thresh = torch.where(fallback, kth.value, float("inf"))
+        kept = k_float
+    else:
+        n_hard = (loss > threshold).sum(1)  # excluded pixels hold 0
+        fallback = n_hard < k
+        thresh = torch.where(fallback, kth.value, threshold)
+        kept = torch.where(fallback, k_float, n_hard.to(torch.float32))
+    tie_share = torch.where(fallback, tie_share, 0.0)
+
+    # heaviside(x, v) = 1 for x > 0, v for x == 0, 0 for x < 0; loss - thresh is exactly 0
+    # only for equal values (per-pixel CE is never denormal-close to another value).
+    weights = torch.heaviside(loss - thresh[:, None], tie_share[:, None])
+    return Selection(weights, thresh, fallback, kept)
+
+
+def reduce_selected(loss: Tensor, coef: Tensor, coef_sum: Tensor, has_valid: Tensor) -> Tensor:
+    """Weighted mean of the kept losses per group, averaged over groups with valid pixels.
+
+    ``result = mean_{g: has_valid[g]} sum_p coef[g,p] * loss[g,p] / coef_sum[g]``;
+    a group whose ``coef_sum`` is 0 contributes 0, and no valid group at all gives 0.
+    The coefficients are constants for autograd, so the gradient flows through
+    ``loss`` only, and an empty selection yields a zero loss with zero gradients.
+
+    Args:
+        loss: ``(G, P)`` float32 per-pixel losses (requires grad).
+        coef: ``(G, P)`` float32 non-negative, detached: selection x class weight.
+        coef_sum: ``(G,)`` float32, ``coef.sum(1)`` (often known without summing).
+        has_valid: ``(G,)`` bool.
+
+    Returns:
+        float32 scalar.
+    """
+    n_groups = has_valid.sum().clamp_min(1)
+    scale = torch.where(coef_sum > 0, 1.0 / coef_sum.clamp_min(torch.finfo(torch.float32).tiny),
+                        0.0)
+    scale = torch.where(has_valid, scale, 0.0) / n_groups
+    if loss.shape[0] == 1:
+        return torch.dot(loss.reshape(-1), coef.reshape(-1)) * scale[0]
+    return ((loss * coef).sum(1) * scale).sum()
+
+
+def mining_stats(selection: Selection, n_valid: Tensor) -> MiningStats:
+    """Summarise a selection as :class:`MiningStats`.
+
+    Args:
+        selection: the :class:`Selection` of the call.
+        n_valid: ``(G,)`` int64 valid pixels per group.
+    """
+    has_valid = n_valid > 0
+    n_groups = has_valid.sum().clamp_min(1).to(torch.float32)
+    total_valid = n_valid.sum().to(torch.float32)
+    total_kept = selection.kept.sum()
+    threshold = torch.where(has_valid, selection.threshold, 0.0)
+    fallback = (selection.fallback & has_valid).to(torch.float32)
+    return MiningStats(
+        kept_fraction=(total_kept / total_valid.clamp_min(1.0)).detach(),
+        fallback=(fallback.sum() / n_groups).detach(),
+        threshold=(threshold.sum() / n_groups).detach(),
+        valid_pixels=total_valid.detach(),
+        kept_pixels=total_kept.detach(),
+    )

@@ -1,0 +1,86 @@
+"""Base class of the cross-entropy losses that keep only some pixels (OHEM, top-k)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from segohem.losses._mining import MiningStats, mining_stats, reduce_selected, select_hardest
+from segohem.losses._validate import check_label_range, check_logits_labels, class_weight_tensor
+
+
+def pixel_cross_entropy(logits: Tensor, labels: Tensor, ignore_index: int) -> Tensor:
+    """Unweighted per-pixel cross-entropy in float32.
+
+    Args:
+        logits: ``(B, C, *spatial)`` any floating dtype (cast to float32, so AMP is safe).
+        labels: ``(B, *spatial)`` int64.
+
+    Returns:
+        ``(B, *spatial)`` float32 losses in nats, 0 on ignored pixels.
+    """
+    return F.cross_entropy(logits.float(), labels, ignore_index=ignore_index, reduction="none")
+
+
+class MiningCrossEntropy(nn.Module):
+    """Cross-entropy over a mined subset of pixels; subclasses say how many to keep.
+
+    Shared behaviour: shape / label checks, float32 computation, per-batch or per-image
+    mining groups, class weights (``sum w[y] * ce / sum w[y]`` over kept pixels, hardness
+    judged on the unweighted CE), zero loss with zero gradients for groups without a
+    valid pixel, :class:`MiningStats` of the last call in ``last_stats``.
+    """
+
+    weight: Tensor | None
+
+    def __init__(
+        self,
+        ignore_index: int = 255,
+        weight: Sequence[float] | Tensor | None = None,
+        per_image: bool = False,
+        check_labels: bool = True,
+    ) -> None:
+        super().__init__()
+        self.ignore_index = int(ignore_index)
+        self.per_image = bool(per_image)
+        self.check_labels = bool(check_labels)
+        self.register_buffer("weight", class_weight_tensor(weight))
+        self.last_stats: MiningStats | None = None
+
+    def min_kept(self, n_valid: Tensor) -> Tensor:
+        """``(G,)`` int64 number of pixels to keep at least, from ``(G,)`` valid counts."""
+        raise NotImplementedError
+
+    def loss_threshold(self) -> float | None:
+        """Loss threshold in nats above which a pixel is hard, or None for pure top-k."""
+        raise NotImplementedError
+
+    def forward(self, logits: Tensor, labels: Tensor) -> Tensor:
+        """Args: ``logits (B, C, *spatial)``, ``labels (B, *spatial)``. Returns a float32 scalar."""
+        labels = check_logits_labels(logits, labels)
+        num_classes = logits.shape[1]
+        if self.weight is not None and self.weight.numel() != num_classes:
+            raise ValueError(f"weight has {self.weight.numel()} entries but the logits have "
+                             f"{num_classes} classes.")
+        valid = labels != self.ignore_index
+        if self.check_labels:
+            check_label_range(labels, valid, num_classes, self.ignore_index)
+
+        ce = pixel_cross_entropy(logits, labels, self.ignore_index)
+        groups = labels.shape[0] if self.per_image else 1
+        ce = ce.reshape(groups, -1)
+        n_valid = valid.reshape(groups, -1).sum(1)
+        k = self.min_kept(n_valid)
+        selection = select_hardest(ce, k, ce.shape[1] - n_valid, self.loss_threshold())
+
+        if self.weight is None:
+            coef, coef_sum = selection.weights, selection.kept
+        else:
+            pixel_weight = torch.where(valid, self.weight[torch.where(valid, labels, 0)], 0.0)
+            coef = selection.weights * pixel_weight.reshape(groups, -1)
+            coef_sum = coef.sum(1)
+        self.last_stats = mining_stats(selection, n_valid)
+        return reduce_selected(ce, coef, coef_sum, n_valid > 0)
