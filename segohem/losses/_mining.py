@@ -103,9 +103,10 @@ def select_hardest(
         thresh = torch.where(fallback, kth.value, float("inf"))
         kept = k_float
     else:
-        n_hard = (loss > threshold).sum(1)  # excluded pixels hold 0
+        fixed = torch.full_like(kth.value, threshold)  # float32, as the comparisons below
+        n_hard = (loss > fixed[:, None]).sum(1)  # excluded pixels hold 0
         fallback = n_hard < k
-        thresh = torch.where(fallback, kth.value, threshold)
+        thresh = torch.where(fallback, kth.value, fixed)
         kept = torch.where(fallback, k_float, n_hard.to(torch.float32))
     tie_share = torch.where(fallback, tie_share, 0.0)
 

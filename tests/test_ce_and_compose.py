@@ -1,0 +1,57 @@
+"""NaN-safe plain CE and weighted sums of losses (with SMP's DiceLoss)."""
+
+import pytest
+import segmentation_models_pytorch as smp
+import torch
+import torch.nn.functional as F
+from helpers import make_batch
+
+from segohem.losses import CrossEntropyLoss, OhemCELoss, WeightedSumLoss
+
+
+@pytest.mark.parametrize("weight", [None, [0.5, 1.0, 2.0, 0.0]])
+def test_cross_entropy_equals_torch(weight):
+    logits, labels = make_batch(0, 2, 4, 8, 8, ignore_fraction=0.3)
+    w = None if weight is None else torch.tensor(weight)
+    expected = F.cross_entropy(logits, labels, weight=w, ignore_index=255)
+    assert CrossEntropyLoss(weight=weight)(logits, labels).item() == pytest.approx(
+        expected.item(), rel=1e-6)
+    assert isinstance(CrossEntropyLoss(), torch.nn.CrossEntropyLoss)
+
+
+def test_cross_entropy_all_ignored_is_zero_not_nan():
+    x = torch.randn(1, 3, 4, 4, requires_grad=True)
+    labels = torch.full((1, 4, 4), 255)
+    assert torch.isnan(F.cross_entropy(x, labels, ignore_index=255))  # what torch does
+    value = CrossEntropyLoss()(x, labels)
+    value.backward()
+    assert value.item() == 0.0 and not x.grad.any()
+
+
+def test_ohem_plus_half_dice():
+    logits, labels = make_batch(1, 2, 4, 16, 16, ignore_fraction=0.1)
+    dice = smp.losses.DiceLoss("multiclass", ignore_index=255)
+    combined = WeightedSumLoss({"ohem": OhemCELoss(), "dice": dice}, weights={"dice": 0.5})
+    value = combined(logits, labels)
+    expected = OhemCELoss()(logits, labels) + 0.5 * dice(logits, labels)
+    assert value.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert set(combined.last_terms) == {"ohem", "dice"}
+    assert combined.last_stats is not None
+    assert combined.last_stats.kept_fraction.item() > 0
+
+
+def test_weighted_sum_all_ignored_is_finite():
+    x = torch.randn(2, 3, 8, 8, requires_grad=True)
+    labels = torch.full((2, 8, 8), 255)
+    combined = WeightedSumLoss({"ohem": OhemCELoss(),
+                                "dice": smp.losses.DiceLoss("multiclass", ignore_index=255)})
+    value = combined(x, labels)
+    value.backward()
+    assert torch.isfinite(value) and torch.isfinite(x.grad).all()
+
+
+def test_weighted_sum_rejects_unknown_weights():
+    with pytest.raises(ValueError, match="dice"):
+        WeightedSumLoss({"ohem": OhemCELoss()}, weights={"dice": 0.5})
+    with pytest.raises(ValueError, match="at least one"):
+        WeightedSumLoss({})
