@@ -95,24 +95,28 @@ def select_hardest(
     """
     loss = loss.detach()
     kth = kth_largest(loss, k, n_excluded)
-    tie_share = (k - kth.n_greater).to(torch.float32) / kth.n_equal.clamp_min(1)
-    k_float = k.to(torch.float32)
     if threshold is None:
         fallback = k > 0
         # k == 0: keep nothing (threshold +inf).
         thresh = torch.where(fallback, kth.value, float("inf"))
-        kept = k_float
     else:
+        # Fewer than k losses exceed the threshold <=> the k-th largest loss is <= it.
         fixed = torch.full_like(kth.value, threshold)  # float32, as the comparisons below
-        n_hard = (loss > fixed[:, None]).sum(1)  # excluded pixels hold 0
-        fallback = n_hard < k
+        fallback = (k > 0) & (kth.value <= fixed)
         thresh = torch.where(fallback, kth.value, fixed)
-        kept = torch.where(fallback, k_float, n_hard.to(torch.float32))
+    tie_share = (k - kth.n_greater).to(torch.float32) / kth.n_equal.clamp_min(1)
     tie_share = torch.where(fallback, tie_share, 0.0)
 
     # heaviside(x, v) = 1 for x > 0, v for x == 0, 0 for x < 0; loss - thresh is exactly 0
     # only for equal values (per-pixel CE is never denormal-close to another value).
     weights = torch.heaviside(loss - thresh[:, None], tie_share[:, None])
+    if threshold is None:
+        kept = k.to(torch.float32)
+    else:
+        # Outside the fallback the weights are exactly 0 or 1: their (float64) sum is the
+        # exact hard-pixel count. Excluded pixels hold 0 <= threshold, so they are 0.
+        n_hard = weights.sum(1, dtype=torch.float64).to(torch.float32)
+        kept = torch.where(fallback, k.to(torch.float32), n_hard)
     return Selection(weights, thresh, fallback, kept)
 
 

@@ -5,24 +5,39 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from segohem.losses._mining import MiningStats, mining_stats, reduce_selected, select_hardest
+from segohem.losses._pixel_ce import pixel_cross_entropy
 from segohem.losses._validate import check_label_range, check_logits_labels, class_weight_tensor
 
 
-def pixel_cross_entropy(logits: Tensor, labels: Tensor, ignore_index: int) -> Tensor:
-    """Unweighted per-pixel cross-entropy in float32.
+def checked_pixel_cross_entropy(
+    logits: Tensor, labels: Tensor, valid: Tensor, ignore_index: int, check_labels: bool
+) -> Tensor:
+    """:func:`pixel_cross_entropy` with the label range check of :func:`check_label_range`.
+
+    On CPU (eager) the check is free: gathering a label outside ``[0, C)`` already fails
+    there, so that error is caught and replaced by the ``ValueError`` naming the values.
+    Elsewhere the check runs first (one host-device sync).
 
     Args:
-        logits: ``(B, C, *spatial)`` any floating dtype (cast to float32, so AMP is safe).
+        logits: ``(B, C, *spatial)`` any floating dtype.
         labels: ``(B, *spatial)`` int64.
+        valid: ``(B, *spatial)`` bool, ``labels != ignore_index``.
 
     Returns:
         ``(B, *spatial)`` float32 losses in nats, 0 on ignored pixels.
     """
-    return F.cross_entropy(logits.float(), labels, ignore_index=ignore_index, reduction="none")
+    kernel_checks = labels.device.type == "cpu" and not torch.compiler.is_compiling()
+    if check_labels and not kernel_checks:
+        check_label_range(labels, valid, logits.shape[1], ignore_index)
+    try:
+        return pixel_cross_entropy(logits, labels, valid)
+    except (IndexError, RuntimeError):
+        if check_labels:
+            check_label_range(labels, valid, logits.shape[1], ignore_index)
+        raise
 
 
 class MiningCrossEntropy(nn.Module):
@@ -66,13 +81,11 @@ class MiningCrossEntropy(nn.Module):
             raise ValueError(f"weight has {self.weight.numel()} entries but the logits have "
                              f"{num_classes} classes.")
         valid = labels != self.ignore_index
-        if self.check_labels:
-            check_label_range(labels, valid, num_classes, self.ignore_index)
-
-        ce = pixel_cross_entropy(logits, labels, self.ignore_index)
+        ce = checked_pixel_cross_entropy(logits, labels, valid, self.ignore_index,
+                                         self.check_labels)
         groups = labels.shape[0] if self.per_image else 1
         ce = ce.reshape(groups, -1)
-        n_valid = valid.reshape(groups, -1).sum(1)
+        n_valid = torch.count_nonzero(valid.reshape(groups, -1), dim=1)
         k = self.min_kept(n_valid)
         selection = select_hardest(ce, k, ce.shape[1] - n_valid, self.loss_threshold())
 

@@ -75,20 +75,21 @@ class BinaryOhemLoss(nn.Module):
                 f"mine_positives={self.mine_positives}, balance={self.balance}, "
                 f"ignore_index={self.ignore_index}, per_image={self.per_image}")
 
-    def _check_labels(self, labels: Tensor) -> None:
+    def _check_labels(self, labels: Tensor, n_pos: Tensor, n_neg: Tensor) -> None:
+        """Raise ``ValueError`` unless every label is 0, 1 or ``ignore_index`` (one sync)."""
+        n_ignored = torch.count_nonzero(labels == self.ignore_index)
+        if bool(n_pos.sum() + n_neg.sum() + n_ignored == labels.numel()):
+            return
         bad = (labels != 0) & (labels != 1) & (labels != self.ignore_index)
-        if bool(bad.any()):
-            values = torch.unique(labels[bad])[:10].tolist()
-            raise ValueError(
-                f"binary labels must be 0, 1 or ignore_index={self.ignore_index}, got values "
-                f"{values}. Threshold or remap the masks (e.g. mask // 255 for 0/255 PNGs), "
-                f"or pass check_labels=False to skip this check.")
+        values = torch.unique(labels[bad])[:10].tolist()
+        raise ValueError(
+            f"binary labels must be 0, 1 or ignore_index={self.ignore_index}, got values "
+            f"{values}. Threshold or remap the masks (e.g. mask // 255 for 0/255 PNGs), "
+            f"or pass check_labels=False to skip this check.")
 
     def forward(self, logits: Tensor, labels: Tensor) -> Tensor:
         """Args: ``logits (B, 1, *spatial)``, ``labels (B, *spatial)``. Returns a scalar."""
         labels = check_logits_labels(logits, labels, channels=1)
-        if self.check_labels:
-            self._check_labels(labels)
         groups = labels.shape[0] if self.per_image else 1
         labels = labels.reshape(groups, -1)
         positive = labels == 1
@@ -96,7 +97,10 @@ class BinaryOhemLoss(nn.Module):
         bce = F.binary_cross_entropy_with_logits(
             logits.float().reshape(groups, -1), positive.to(torch.float32), reduction="none")
         pixels = bce.shape[1]
-        n_pos, n_neg = positive.sum(1), negative.sum(1)
+        n_pos = torch.count_nonzero(positive, dim=1)
+        n_neg = torch.count_nonzero(negative, dim=1)
+        if self.check_labels:
+            self._check_labels(labels, n_pos, n_neg)
         n_valid = n_pos + n_neg
 
         if self.mine_positives:

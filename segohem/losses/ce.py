@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from segohem.losses._validate import check_label_range, check_logits_labels, class_weight_tensor
+from segohem.losses._mining_ce import checked_pixel_cross_entropy
+from segohem.losses._validate import check_logits_labels, class_weight_tensor
 
 
 class CrossEntropyLoss(nn.CrossEntropyLoss):
@@ -19,7 +19,9 @@ class CrossEntropyLoss(nn.CrossEntropyLoss):
     it is computed in float32 (AMP safe); a batch without a valid pixel gives 0 with zero
     gradients instead of NaN; ``weight`` may be a list (e.g. from a config); labels
     outside ``[0, C)`` other than ``ignore_index`` raise a ``ValueError`` naming them
-    (``check_labels=False`` skips that check and its host-device sync).
+    (``check_labels=False`` skips that check and its host-device sync). It uses segohem's
+    per-pixel cross-entropy (:mod:`segohem.losses._pixel_ce`), which allocates no
+    ``(B, C, H, W)`` tensor in backward, so the graph can be backpropagated only once.
 
     Shapes: ``logits (B, C, *spatial)``, ``labels (B, *spatial)``; returns a scalar.
     """
@@ -30,19 +32,21 @@ class CrossEntropyLoss(nn.CrossEntropyLoss):
         weight: Sequence[float] | Tensor | None = None,
         check_labels: bool = True,
     ) -> None:
-        super().__init__(weight=class_weight_tensor(weight), ignore_index=int(ignore_index),
-                         reduction="sum")
+        super().__init__(weight=class_weight_tensor(weight), ignore_index=int(ignore_index))
         self.check_labels = bool(check_labels)
 
     def forward(self, logits: Tensor, labels: Tensor) -> Tensor:
         labels = check_logits_labels(logits, labels)
+        num_classes = logits.shape[1]
+        if self.weight is not None and self.weight.numel() != num_classes:
+            raise ValueError(f"weight has {self.weight.numel()} entries but the logits have "
+                             f"{num_classes} classes.")
         valid = labels != self.ignore_index
-        if self.check_labels:
-            check_label_range(labels, valid, logits.shape[1], self.ignore_index)
-        total = F.cross_entropy(logits.float(), labels, weight=self.weight,
-                                ignore_index=self.ignore_index, reduction="sum")
-        if self.weight is None:
-            count = valid.sum().to(torch.float32)
-        else:
-            count = torch.where(valid, self.weight[torch.where(valid, labels, 0)], 0.0).sum()
-        return total / torch.where(count > 0, count, 1.0)
+        ce = checked_pixel_cross_entropy(logits, labels, valid, self.ignore_index,
+                                         self.check_labels).reshape(-1)
+        if self.weight is None:  # ce is 0 on ignored pixels
+            return ce.sum() / torch.count_nonzero(valid).clamp_min(1)
+        pixel_weight = torch.where(valid, self.weight[torch.where(valid, labels, 0)], 0.0)
+        pixel_weight = pixel_weight.reshape(-1)
+        total = pixel_weight.sum()
+        return torch.dot(ce, pixel_weight) / torch.where(total > 0, total, 1.0)

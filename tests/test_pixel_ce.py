@@ -1,0 +1,54 @@
+"""segohem's per-pixel cross-entropy against torch's."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from helpers import make_batch
+
+from segohem.losses._pixel_ce import pixel_cross_entropy
+
+
+@pytest.mark.parametrize("ignore_fraction", [0.0, 0.3, 1.0])
+def test_matches_torch_values_bitwise_and_gradients(ignore_fraction):
+    logits, labels = make_batch(0, 2, 7, 13, 11, ignore_fraction=ignore_fraction)
+    coef = torch.rand(2, 13, 11)
+    x1 = logits.clone().requires_grad_()
+    ours = pixel_cross_entropy(x1, labels, labels != 255)
+    (ours * coef).sum().backward()
+    x2 = logits.clone().requires_grad_()
+    theirs = F.cross_entropy(x2, labels, ignore_index=255, reduction="none")
+    (theirs * coef).sum().backward()
+    assert torch.equal(ours, theirs)
+    torch.testing.assert_close(x1.grad, x2.grad, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_logits_get_half_precision_grads(dtype):
+    logits, labels = make_batch(1, 2, 4, 6, 6)
+    x = logits.to(dtype).requires_grad_()
+    ce = pixel_cross_entropy(x, labels, labels != 255)
+    assert ce.dtype == torch.float32
+    ce.sum().backward()
+    assert x.grad.dtype == dtype
+    reference = F.cross_entropy(logits.to(dtype).float(), labels, reduction="none")
+    torch.testing.assert_close(ce, reference)
+
+
+def test_infinite_logits_on_ignored_pixels_stay_finite():
+    logits = torch.zeros(1, 3, 2, 2)
+    logits[0, 0, 0, 0] = -float("inf")  # e.g. a masked-out class at an ignored pixel
+    labels = torch.tensor([[[255, 1], [2, 0]]])
+    x = logits.requires_grad_()
+    ce = pixel_cross_entropy(x, labels, labels != 255)
+    ce.sum().backward()
+    assert torch.isfinite(ce).all() and torch.isfinite(x.grad).all()
+    assert ce[0, 0, 0] == 0
+
+
+def test_second_backward_through_a_retained_graph_is_refused():
+    logits, labels = make_batch(2, 1, 3, 4, 4)
+    x = logits.requires_grad_()
+    ce = pixel_cross_entropy(x, labels, labels != 255).sum()
+    ce.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="backpropagated only once"):
+        ce.backward()
