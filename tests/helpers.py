@@ -20,3 +20,11 @@ def make_batch(seed: int, batch: int, classes: int, height: int, width: int,
         drop = torch.rand(batch, height, width, generator=gen) < ignore_fraction
         labels[drop] = 255
     return logits, labels
+
+
+def value_and_grad(loss_fn, logits: torch.Tensor, labels: torch.Tensor):
+    """``(loss value, d loss / d logits)`` of one forward + backward on a fresh leaf."""
+    x = logits.detach().clone().requires_grad_()
+    value = loss_fn(x, labels)
+    value.backward()
+    return value.detach(), x.grad

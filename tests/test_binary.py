@@ -3,6 +3,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import value_and_grad
 from hypothesis import given
 from hypothesis import strategies as st
 from reference_losses import binary_ohem_reference
@@ -19,13 +20,6 @@ def binary_batch(seed, batch, height, width, fg=0.2, ignore=0.1, tie_step=None):
     labels = (u < fg).long()
     labels[u > 1 - ignore] = 255
     return logits, labels
-
-
-def value_and_grad(loss_fn, logits, labels):
-    x = logits.detach().clone().requires_grad_()
-    value = loss_fn(x, labels)
-    value.backward()
-    return value.detach(), x.grad
 
 
 @given(

@@ -5,19 +5,12 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import make_batch
+from helpers import make_batch, value_and_grad
 from hypothesis import given
 from hypothesis import strategies as st
 from reference_losses import bisenet_ohem, ohem_reference
 
 from segohem.losses import OhemCELoss
-
-
-def value_and_grad(loss_fn, logits, labels):
-    x = logits.detach().clone().requires_grad_()
-    value = loss_fn(x, labels)
-    value.backward()
-    return value.detach(), x.grad
 
 
 def test_worked_example(walkthrough):

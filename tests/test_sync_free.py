@@ -9,7 +9,7 @@ synchronising CUDA call.
 
 import pytest
 import torch
-from helpers import make_batch
+from helpers import make_batch, value_and_grad
 from reference_losses import bisenet_ohem
 
 from segohem.losses import BinaryOhemLoss, CrossEntropyLoss, OhemCELoss, TopKCELoss
@@ -40,13 +40,6 @@ def inputs(binary: bool, device: str = "cpu", ignore_all: bool = False):
     if ignore_all:
         labels = torch.full_like(labels, 255)
     return logits.to(device), labels.to(device)
-
-
-def value_and_grad(loss_fn, logits, labels):
-    x = logits.detach().clone().requires_grad_()
-    value = loss_fn(x, labels)
-    value.backward()
-    return value.detach(), x.grad
 
 
 @pytest.mark.slow
