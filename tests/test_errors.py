@@ -23,6 +23,9 @@ def test_bad_thresh_names_value():
     (0.0, r"n_min=0.0 is a float"),
     ("100", "got '100'"),
     (True, "got True"),
+    (float("inf"), r"n_min=inf is a float"),
+    (float("-inf"), r"n_min=-inf is a float"),
+    (float("nan"), r"n_min=nan is a float"),
 ])
 def test_bad_n_min(n_min, match):
     with pytest.raises(ValueError, match=match):
@@ -77,3 +80,16 @@ def test_float_labels_and_weight_mismatch():
         OhemCELoss(weight=[1.0, 1.0])(torch.randn(1, 3, 2, 2), torch.zeros(1, 2, 2).long())
     with pytest.raises(ValueError, match=r"weight must be finite and >= 0, got \[1.0, -1.0\]"):
         OhemCELoss(weight=[1.0, -1.0])
+
+
+def test_numpy_scalars_are_accepted():
+    np = pytest.importorskip("numpy")
+    loss_fn = OhemCELoss(thresh=np.float32(0.5), n_min=np.int64(10))
+    assert loss_fn.thresh == 0.5 and loss_fn.n_min == 10 and type(loss_fn.n_min) is int
+    assert OhemCELoss(n_min=np.float64(0.25)).n_min == 0.25
+
+
+@pytest.mark.parametrize("ignore_index", [0, 1])
+def test_binary_ignore_index_must_differ_from_the_labels(ignore_index):
+    with pytest.raises(ValueError, match=f"ignore_index={ignore_index} collides"):
+        BinaryOhemLoss(ignore_index=ignore_index)

@@ -169,8 +169,15 @@ def test_fewer_than_16_valid_pixels():
 
 def test_thresh_one_keeps_every_pixel_with_nonzero_loss():
     logits, labels = make_batch(2, 1, 3, 6, 6)
-    value = OhemCELoss(thresh=1.0)(logits, labels)
-    assert value.item() == pytest.approx(F.cross_entropy(logits, labels).item(), rel=1e-6)
+    logits[0, :, :2] = 0.0
+    logits[0, 0, :2] = 200.0  # these 12 pixels are certain: cross-entropy exactly 0
+    labels[0, :2] = 0
+    ce = F.cross_entropy(logits, labels, reduction="none")
+    assert int((ce == 0).sum()) >= 12
+    loss_fn = OhemCELoss(thresh=1.0)
+    value = loss_fn(logits, labels)
+    assert value.item() == pytest.approx(ce[ce > 0].mean().item(), rel=1e-6)
+    assert loss_fn.last_stats.kept_pixels.item() == int((ce > 0).sum())
 
 
 def test_n_min_larger_than_valid_is_capped():
@@ -244,3 +251,41 @@ def test_stats_are_detached_tensors():
                           "train/ohem_kept_pixels"}
     for value in stats.values():
         assert isinstance(value, torch.Tensor) and not value.requires_grad and value.dim() == 0
+
+
+@pytest.mark.parametrize("thresh", [0.7, 0.001])
+def test_per_image_on_large_images_equals_mining_each_image_alone(thresh):
+    # 2 x 130 x 130 pixels per image: the histogram path (the sort path is for < 2**14).
+    logits, labels = make_batch(9, 2, 5, 130, 130, ignore_fraction=0.2, tie_step=0.5)
+    labels[1, :, :60] = 255
+    value, grad = value_and_grad(OhemCELoss(thresh, per_image=True), logits, labels)
+    parts = [value_and_grad(OhemCELoss(thresh), logits[i:i + 1], labels[i:i + 1])
+             for i in range(2)]
+    assert value.item() == pytest.approx((parts[0][0] + parts[1][0]).item() / 2, rel=1e-5)
+    torch.testing.assert_close(grad, torch.cat([g for _, g in parts]) / 2)
+
+
+@pytest.mark.parametrize("convert", [torch.nn.Module.double, torch.nn.Module.half,
+                                     torch.nn.Module.bfloat16])
+def test_weights_stay_float32_after_module_dtype_conversion(convert):
+    # Lightning's "64-true" / "16-true" / "bf16-true" precisions convert every buffer.
+    logits, labels = make_batch(10, 2, 3, 8, 8, ignore_fraction=0.2)
+    weight = [0.5, 2.0, 1.0]
+    expected = OhemCELoss(weight=weight)(logits, labels)
+    for per_image in (False, True):
+        loss_fn = convert(OhemCELoss(weight=weight, per_image=per_image))
+        value = loss_fn(logits, labels)
+        assert value.dtype == torch.float32
+        if not per_image:
+            assert value.item() == pytest.approx(expected.item(), rel=1e-2)
+
+
+def test_deterministic_algorithms_mode():
+    logits, labels = make_batch(11, 2, 4, 16, 16, ignore_fraction=0.1)
+    expected = value_and_grad(OhemCELoss(0.05), logits, labels)
+    torch.use_deterministic_algorithms(True)
+    try:
+        value, grad = value_and_grad(OhemCELoss(0.05), logits, labels)
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert torch.equal(value, expected[0]) and torch.equal(grad, expected[1])

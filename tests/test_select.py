@@ -1,22 +1,27 @@
 """The sync-free radix select against sorting."""
 
+from unittest import mock
+
 import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from segohem.losses import _select
 from segohem.losses._select import kth_largest
 
 special = st.sampled_from([0.0, -0.0, 1e-30, 1.0, 1.0000001, 2.0, 87.5, 1e30, float("inf")])
 
 
+@pytest.mark.parametrize("method", ["histogram", "sort"])
 @given(
     rows=st.lists(
         st.lists(st.one_of(st.floats(0, 100, width=32), special), min_size=1, max_size=40),
         min_size=1, max_size=4),
     data=st.data(),
 )
-def test_kth_largest_matches_sort(rows, data):
+def test_kth_largest_matches_sort(method, rows, data):
+    """Both ranking methods (histograms; row-wise sort, used for many short rows)."""
     width = max(len(r) for r in rows)
     values = torch.zeros(len(rows), width)
     excluded = []
@@ -25,7 +30,9 @@ def test_kth_largest_matches_sort(rows, data):
         excluded.append(width - len(row))  # padding zeros are excluded entries
     ks = [data.draw(st.integers(0, len(r))) for r in rows]
 
-    result = kth_largest(values, torch.tensor(ks), torch.tensor(excluded))
+    threshold = 0 if method == "histogram" else 1 << 30
+    with mock.patch.object(_select, "SORT_BELOW_PIXELS", threshold):
+        result = kth_largest(values, torch.tensor(ks), torch.tensor(excluded))
 
     for i, (row, k) in enumerate(zip(rows, ks, strict=True)):
         if k == 0:

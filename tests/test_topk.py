@@ -88,3 +88,16 @@ def test_keeps_at_least_one_pixel():
     ce = F.cross_entropy(logits, labels, reduction="none")
     assert value.item() == pytest.approx(ce.max().item())
     assert loss_fn.last_stats.kept_pixels.item() == 1
+
+
+def test_after_warmup_keeps_exactly_top_k():
+    # 1 - (1 - 0.2) * 1 is 0.19999999999999996 in floating point: 19 of 100 pixels.
+    logits, labels = make_batch(4, 1, 3, 10, 10)
+    warm = TopKCELoss(top_k=0.2, warmup_steps=4)
+    warm.set_step(4)
+    plain = TopKCELoss(top_k=0.2)
+    assert warm(logits, labels).item() == plain(logits, labels).item()
+    assert warm.last_stats.kept_pixels.item() == 20
+    assert warm.fraction().item() == 0.2
+    warm.set_step(2)
+    assert warm.fraction().item() == pytest.approx(0.6)

@@ -19,7 +19,8 @@ from segohem.losses._validate import Count
 
 @dataclass(frozen=True)
 class MiningStats:
-    """Mining statistics of one loss call, as detached float32 scalar tensors."""
+    """Mining statistics of one loss call, as detached float32 scalar tensors (pixel
+    counts are exact up to 2**24 pixels, ample for logging beyond that)."""
 
     kept_fraction: Tensor
     """Kept pixels / valid pixels (tied boundary pixels count fractionally); 0 if none valid."""
@@ -94,6 +95,7 @@ def select_hardest(
         threshold: loss threshold in nats (>= 0), or None for pure top-k.
     """
     loss = loss.detach()
+    k = torch.minimum(k, loss.shape[1] - n_excluded)  # kth_largest needs k <= counted
     kth = kth_largest(loss, k, n_excluded)
     if threshold is None:
         fallback = k > 0

@@ -9,7 +9,12 @@ from torch import Tensor, nn
 
 from segohem.losses._mining import MiningStats, mining_stats, reduce_selected, select_hardest
 from segohem.losses._pixel_ce import pixel_cross_entropy
-from segohem.losses._validate import check_label_range, check_logits_labels, class_weight_tensor
+from segohem.losses._validate import (
+    check_label_range,
+    check_logits_labels,
+    class_weight_tensor,
+    pixel_class_weights,
+)
 
 
 def checked_pixel_cross_entropy(
@@ -76,10 +81,6 @@ class MiningCrossEntropy(nn.Module):
     def forward(self, logits: Tensor, labels: Tensor) -> Tensor:
         """Args: ``logits (B, C, *spatial)``, ``labels (B, *spatial)``. Returns a float32 scalar."""
         labels = check_logits_labels(logits, labels)
-        num_classes = logits.shape[1]
-        if self.weight is not None and self.weight.numel() != num_classes:
-            raise ValueError(f"weight has {self.weight.numel()} entries but the logits have "
-                             f"{num_classes} classes.")
         valid = labels != self.ignore_index
         ce = checked_pixel_cross_entropy(logits, labels, valid, self.ignore_index,
                                          self.check_labels)
@@ -92,7 +93,7 @@ class MiningCrossEntropy(nn.Module):
         if self.weight is None:
             coef, coef_sum = selection.weights, selection.kept
         else:
-            pixel_weight = torch.where(valid, self.weight[torch.where(valid, labels, 0)], 0.0)
+            pixel_weight = pixel_class_weights(self.weight, labels, valid, logits.shape[1])
             coef = selection.weights * pixel_weight.reshape(groups, -1)
             coef_sum = coef.sum(1)
         self.last_stats = mining_stats(selection, n_valid)

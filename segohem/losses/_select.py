@@ -18,6 +18,8 @@ sign bit set; its int pattern is clamped to 0 so it ranks equal to ``+0.0``.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import NamedTuple
 
 import torch
@@ -25,6 +27,11 @@ from torch import Tensor
 
 _HI_BINS = 1 << 15  # bits 30..16 (the sign bit is 0 after clamping)
 _LO_BINS = 1 << 16  # bits 15..0
+SORT_BELOW_PIXELS = 1 << 14
+"""Rows shorter than this are ranked by a row-wise sort when there are several rows (per-
+image mining of small images): the histograms cost ~2**17 bins per row whatever its
+length, which for many short rows is far more than sorting them (measured on CPU: 256
+rows of 1024 values, 360 ms by histogram vs 6 ms by sort)."""
 
 
 class KthLargest(NamedTuple):
@@ -42,17 +49,43 @@ def _histogram(keys: Tensor, bins: int) -> Tensor:
     """Per-row histogram of ``(G, P)`` int32 keys in ``[0, bins)`` -> ``(G, bins)`` int64."""
     groups = keys.shape[0]
     if groups > 1:
-        offsets = torch.arange(groups, device=keys.device, dtype=torch.int32) * bins
-        keys = keys + offsets[:, None]
+        # int32 keys unless the offsets would overflow (static, from the shapes).
+        dtype = torch.int32 if groups * bins < 2**31 else torch.int64
+        offsets = torch.arange(groups, device=keys.device, dtype=dtype) * bins
+        keys = keys.to(dtype) + offsets[:, None]
     flat = keys.reshape(-1)
     if flat.device.type == "cpu" and not torch.compiler.is_compiling():
         # Fastest on CPU. Not used elsewhere: on CUDA bincount reads max(keys) back to
         # the host, and the compiler cannot prove its output size is static.
         hist = torch.bincount(flat, minlength=groups * bins)
     else:
-        hist = torch.zeros(groups * bins, dtype=torch.int32, device=flat.device)
-        hist = hist.index_add_(0, flat, torch.ones_like(flat)).to(torch.int64)
+        count_dtype = torch.int32 if flat.numel() < 2**31 else torch.int64
+        hist = torch.zeros(groups * bins, dtype=count_dtype, device=flat.device)
+        with _exact_integer_atomics(flat.device):
+            hist.index_add_(0, flat, torch.ones_like(flat, dtype=count_dtype))
+        hist = hist.to(torch.int64)
     return hist.view(groups, bins)
+
+
+@contextlib.contextmanager
+def _exact_integer_atomics(device: torch.device) -> Iterator[None]:
+    """Let ``index_add_`` use atomics under ``torch.use_deterministic_algorithms(True)``.
+
+    Integer atomic adds are exact, so the result is deterministic anyway; CUDA's
+    "deterministic" fallback for ``index_add_`` sorts the keys and reads their range
+    back to the host (a sync). Not toggled while compiling (global state).
+    """
+    toggle = (device.type == "cuda" and not torch.compiler.is_compiling()
+              and torch.are_deterministic_algorithms_enabled())
+    if not toggle:
+        yield
+        return
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(False)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(True, warn_only=warn_only)
 
 
 def _select_bin(hist: Tensor, k: Tensor) -> tuple[Tensor, Tensor]:
@@ -89,6 +122,9 @@ def kth_largest(values: Tensor, k: Tensor, n_excluded: Tensor | None = None) -> 
     """
     if values.dtype != torch.float32:
         raise TypeError(f"kth_largest expects float32 values, got {values.dtype}")
+    groups, pixels = values.shape
+    if groups > 1 and pixels < SORT_BELOW_PIXELS:
+        return _kth_largest_by_sort(values.detach(), k, n_excluded)
     bits = values.detach().view(torch.int32).clamp_min(0)
 
     high = bits >> 16
@@ -112,3 +148,18 @@ def kth_largest(values: Tensor, k: Tensor, n_excluded: Tensor | None = None) -> 
     kth_bits = ((bin_hi << 16) | bin_lo).to(torch.int32)
     n_equal = hist_lo.gather(1, bin_lo[:, None]).squeeze(1)
     return KthLargest(kth_bits.view(torch.float32), n_above_hi + n_above_lo, n_equal)
+
+
+def _kth_largest_by_sort(values: Tensor, k: Tensor, n_excluded: Tensor | None) -> KthLargest:
+    """:func:`kth_largest` by a row-wise descending sort (static shapes, no sync).
+
+    Excluded entries are zeros, so they sort below every counted positive value and tie
+    with counted zeros; only ``n_equal`` needs correcting when the k-th value is 0.
+    """
+    ordered = values.sort(dim=1, descending=True).values
+    kth = ordered.gather(1, (k - 1).clamp_min(0)[:, None]).squeeze(1).abs()  # -0.0 -> 0.0
+    n_greater = (values > kth[:, None]).sum(1)
+    n_equal = (values == kth[:, None]).sum(1)
+    if n_excluded is not None:
+        n_equal = n_equal - torch.where(kth == 0, n_excluded, 0)
+    return KthLargest(kth, n_greater, n_equal)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 
 import torch
@@ -15,7 +16,7 @@ float in ``(0, 1]`` (that fraction of the valid pixels, rounded down)."""
 
 def check_probability(name: str, value: float, *, hint: str = "") -> float:
     """Return ``value`` as float if it lies in ``(0, 1]``, else raise ``ValueError``."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not (0.0 < value <= 1.0):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (0.0 < value <= 1.0):
         raise ValueError(f"{name} must be a number in (0, 1], got {value!r}.{hint}")
     return float(value)
 
@@ -24,27 +25,29 @@ def check_count(name: str, value: Count) -> Count:
     """Validate a :data:`Count`; raise ``ValueError`` naming ``value`` when it is invalid."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValueError(
             f"{name} must be None, a non-negative int (pixels) or a float in (0, 1] "
             f"(fraction of valid pixels), got {value!r} of type {type(value).__name__}."
         )
-    if isinstance(value, int):
+    if isinstance(value, numbers.Integral):
         if value < 0:
             raise ValueError(f"{name} must be >= 0 pixels, got {value}.")
-        return value
-    if math.isnan(value) or not (0.0 < value <= 1.0):
+        return int(value)
+    value = float(value)
+    if not (0.0 < value <= 1.0):
+        example = max(int(value), 0) if math.isfinite(value) else 0
         raise ValueError(
             f"{name}={value!r} is a float, so it is read as a fraction of the valid "
             f"pixels and must lie in (0, 1]; pass an int for an absolute pixel count "
-            f"(e.g. {name}={max(int(value), 0) if not math.isnan(value) else 0})."
+            f"(e.g. {name}={example})."
         )
     return value
 
 
 def check_non_negative(name: str, value: float) -> float:
     """Return ``value`` as float if it is a finite number >= 0, else raise ``ValueError``."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not (
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (
         math.isfinite(value) and value >= 0
     ):
         raise ValueError(f"{name} must be a finite number >= 0, got {value!r}.")
@@ -65,6 +68,25 @@ def class_weight_tensor(
     if not torch.isfinite(tensor).all() or (tensor < 0).any():
         raise ValueError(f"{name} must be finite and >= 0, got {tensor.tolist()}.")
     return tensor
+
+
+def pixel_class_weights(
+    weight: Tensor, labels: Tensor, valid: Tensor, num_classes: int
+) -> Tensor:
+    """Per-pixel float32 weights ``weight[label]`` (0 on invalid pixels).
+
+    Args:
+        weight: ``(C,)`` per-class weights (any float dtype: ``module.half()`` converts
+            buffers, the losses still weigh in float32).
+        labels: ``(B, *spatial)`` int64; valid: ``(B, *spatial)`` bool.
+
+    Returns:
+        ``(B, *spatial)`` float32.
+    """
+    if weight.numel() != num_classes:
+        raise ValueError(f"weight has {weight.numel()} entries but the logits have "
+                         f"{num_classes} classes.")
+    return torch.where(valid, weight.float()[torch.where(valid, labels, 0)], 0.0)
 
 
 def check_logits_labels(logits: Tensor, labels: Tensor, *, channels: int | None = None) -> Tensor:
@@ -106,7 +128,7 @@ def check_label_range(labels: Tensor, valid: Tensor, num_classes: int, ignore_in
     """Raise ``ValueError`` listing label values outside ``[0, num_classes)`` other than
     ``ignore_index``. Costs one host-device sync on accelerators."""
     low, high = torch.where(valid, labels, 0).aminmax()
-    if bool(low >= 0) and bool(high < num_classes):
+    if bool((low >= 0) & (high < num_classes)):
         return
     bad = torch.unique(labels[valid & ((labels < 0) | (labels >= num_classes))])
     shown = bad[:10].tolist()

@@ -65,6 +65,9 @@ class BinaryOhemLoss(nn.Module):
         self.mine_positives = bool(mine_positives)
         self.balance = bool(balance)
         self.ignore_index = int(ignore_index)
+        if self.ignore_index in (0, 1):
+            raise ValueError(f"ignore_index={ignore_index} collides with the binary labels 0 "
+                             f"and 1; use another value such as 255.")
         self.pos_fraction = check_probability("pos_fraction", pos_fraction)
         self.per_image = bool(per_image)
         self.check_labels = bool(check_labels)

@@ -8,7 +8,11 @@ import torch
 from torch import Tensor, nn
 
 from segohem.losses._mining_ce import checked_pixel_cross_entropy
-from segohem.losses._validate import check_logits_labels, class_weight_tensor
+from segohem.losses._validate import (
+    check_logits_labels,
+    class_weight_tensor,
+    pixel_class_weights,
+)
 
 
 class CrossEntropyLoss(nn.CrossEntropyLoss):
@@ -37,16 +41,12 @@ class CrossEntropyLoss(nn.CrossEntropyLoss):
 
     def forward(self, logits: Tensor, labels: Tensor) -> Tensor:
         labels = check_logits_labels(logits, labels)
-        num_classes = logits.shape[1]
-        if self.weight is not None and self.weight.numel() != num_classes:
-            raise ValueError(f"weight has {self.weight.numel()} entries but the logits have "
-                             f"{num_classes} classes.")
         valid = labels != self.ignore_index
         ce = checked_pixel_cross_entropy(logits, labels, valid, self.ignore_index,
                                          self.check_labels).reshape(-1)
         if self.weight is None:  # ce is 0 on ignored pixels
             return ce.sum() / torch.count_nonzero(valid).clamp_min(1)
-        pixel_weight = torch.where(valid, self.weight[torch.where(valid, labels, 0)], 0.0)
+        pixel_weight = pixel_class_weights(self.weight, labels, valid, logits.shape[1])
         pixel_weight = pixel_weight.reshape(-1)
         total = pixel_weight.sum()
         return torch.dot(ce, pixel_weight) / torch.where(total > 0, total, 1.0)

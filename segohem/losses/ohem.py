@@ -42,8 +42,12 @@ class OhemCELoss(MiningCrossEntropy):
 
     Ties:
         In the fallback, pixels whose loss equals the ``n_min``-th largest value share
-        the remaining rank equally, so the value is the mean of the ``n_min`` largest
-        losses under any tie-break, and the gradient is the symmetric one.
+        the remaining rank equally: without ``weight`` the value is the mean of the
+        ``n_min`` largest losses under any tie-break; with ``weight`` (tied pixels of
+        different classes) it is the average over the possible tie-breaks. The gradient
+        is the symmetric one.
+
+    Non-finite logits give a non-finite loss (nothing is silently dropped).
 
     Degenerate batches:
         A batch (per image: an image) without a valid pixel contributes a zero loss that

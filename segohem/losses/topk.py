@@ -25,6 +25,8 @@ class TopKCELoss(MiningCrossEntropy):
     ``hard_example_mining_step``: ``fraction = 1 - (1 - top_k) * min(step / warmup_steps, 1)``.
     The call counter is the buffer ``step`` (saved in checkpoints, so a resumed run
     continues the schedule); calls in eval mode use the current fraction and do not count.
+    It counts calls, not optimizer steps: when one instance is called several times per
+    step (auxiliary heads, gradient accumulation), drive it with :meth:`set_step`.
 
     Shapes, dtypes, class weights, per-image mining, degenerate batches and the label check
     behave as in :class:`~segohem.losses.OhemCELoss`; no host-device sync apart from the
@@ -64,7 +66,13 @@ class TopKCELoss(MiningCrossEntropy):
         if self.warmup_steps == 0:
             return torch.full((), self.top_k, dtype=torch.float64, device=self.step.device)
         progress = (self.step.to(torch.float64) / self.warmup_steps).clamp(max=1.0)
-        return 1.0 - (1.0 - self.top_k) * progress
+        # Exactly top_k once warm-up is over (1 - (1 - 0.2) * 1 is 0.19999999999999996).
+        return torch.where(progress >= 1.0, self.top_k, 1.0 - (1.0 - self.top_k) * progress)
+
+    def set_step(self, step: int) -> None:
+        """Set the warm-up position, e.g. from ``trainer.global_step`` when the loss is
+        called more than once per optimizer step (several heads, gradient accumulation)."""
+        self.step.fill_(int(step))
 
     def loss_threshold(self) -> None:
         return None
