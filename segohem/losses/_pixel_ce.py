@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from segohem.losses._determinism import order_independent_atomics
+
 
 class _PixelCrossEntropy(torch.autograd.Function):
     @staticmethod
@@ -49,10 +51,9 @@ class _PixelCrossEntropy(torch.autograd.Function):
         log_prob, safe, valid = ctx.saved_tensors
         scale = torch.where(valid, grad_ce, 0.0).unsqueeze(1)  # (B, 1, *spatial)
         grad = log_prob.exp_().mul_(scale)
-        # Subtract the one-hot term. Each pixel's label entry is written exactly once, so
-        # a plain scatter_ suffices; unlike scatter_add_ it has no sorting (and syncing)
-        # fallback under torch.use_deterministic_algorithms(True) on CUDA.
-        grad.scatter_(1, safe, grad.gather(1, safe).sub_(scale))
+        # Subtract the one-hot term: one write per pixel, so the atomics are exact.
+        with order_independent_atomics(grad.device):
+            grad.scatter_add_(1, safe, scale.neg())
         return grad.to(ctx.logits_dtype), None, None
 
 

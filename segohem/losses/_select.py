@@ -18,12 +18,12 @@ sign bit set; its int pattern is clamped to 0 so it ranks equal to ``+0.0``.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from typing import NamedTuple
 
 import torch
 from torch import Tensor
+
+from segohem.losses._determinism import order_independent_atomics
 
 _HI_BINS = 1 << 15  # bits 30..16 (the sign bit is 0 after clamping)
 _LO_BINS = 1 << 16  # bits 15..0
@@ -61,31 +61,11 @@ def _histogram(keys: Tensor, bins: int) -> Tensor:
     else:
         count_dtype = torch.int32 if flat.numel() < 2**31 else torch.int64
         hist = torch.zeros(groups * bins, dtype=count_dtype, device=flat.device)
-        with _exact_integer_atomics(flat.device):
+        with order_independent_atomics(flat.device):  # integer adds are exact
             hist.index_add_(0, flat, torch.ones_like(flat, dtype=count_dtype))
         hist = hist.to(torch.int64)
     return hist.view(groups, bins)
 
-
-@contextlib.contextmanager
-def _exact_integer_atomics(device: torch.device) -> Iterator[None]:
-    """Let ``index_add_`` use atomics under ``torch.use_deterministic_algorithms(True)``.
-
-    Integer atomic adds are exact, so the result is deterministic anyway; CUDA's
-    "deterministic" fallback for ``index_add_`` sorts the keys and reads their range
-    back to the host (a sync). Not toggled while compiling (global state).
-    """
-    toggle = (device.type == "cuda" and not torch.compiler.is_compiling()
-              and torch.are_deterministic_algorithms_enabled())
-    if not toggle:
-        yield
-        return
-    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
-    torch.use_deterministic_algorithms(False)
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(True, warn_only=warn_only)
 
 
 def _select_bin(hist: Tensor, k: Tensor) -> tuple[Tensor, Tensor]:
