@@ -78,8 +78,8 @@ class MiningCrossEntropy(nn.Module):
         """Loss threshold in nats above which a pixel is hard, or None for pure top-k."""
         raise NotImplementedError
 
-    def forward(self, logits: Tensor, labels: Tensor) -> Tensor:
-        """Args: ``logits (B, C, *spatial)``, ``labels (B, *spatial)``. Returns a float32 scalar."""
+    def _mine(self, logits: Tensor, labels: Tensor):
+        """Shared forward: checks, per-pixel CE ``(G, P)`` and the selection."""
         labels = check_logits_labels(logits, labels)
         valid = labels != self.ignore_index
         ce = checked_pixel_cross_entropy(logits, labels, valid, self.ignore_index,
@@ -87,9 +87,14 @@ class MiningCrossEntropy(nn.Module):
         groups = labels.shape[0] if self.per_image else 1
         ce = ce.reshape(groups, -1)
         n_valid = torch.count_nonzero(valid.reshape(groups, -1), dim=1)
-        k = self.min_kept(n_valid)
-        selection = select_hardest(ce, k, ce.shape[1] - n_valid, self.loss_threshold())
+        selection = select_hardest(ce, self.min_kept(n_valid), ce.shape[1] - n_valid,
+                                   self.loss_threshold())
+        return labels, valid, ce, n_valid, selection
 
+    def forward(self, logits: Tensor, labels: Tensor) -> Tensor:
+        """Args: ``logits (B, C, *spatial)``, ``labels (B, *spatial)``. Returns a float32 scalar."""
+        labels, valid, ce, n_valid, selection = self._mine(logits, labels)
+        groups = ce.shape[0]
         if self.weight is None:
             coef, coef_sum = selection.weights, selection.kept
         else:
@@ -98,3 +103,14 @@ class MiningCrossEntropy(nn.Module):
             coef_sum = coef.sum(1)
         self.last_stats = mining_stats(selection, n_valid)
         return reduce_selected(ce, coef, coef_sum, n_valid > 0)
+
+    @torch.no_grad()
+    def selected_pixels(self, logits: Tensor, labels: Tensor) -> Tensor:
+        """Which pixels the loss would keep for these inputs (for visualisation).
+
+        Returns:
+            ``(B, *spatial)`` float32 in [0, 1]: 1 for kept pixels, the tie share at the
+            boundary, 0 for dropped and ignored pixels. Does not change ``last_stats``.
+        """
+        labels, valid, _, _, selection = self._mine(logits.detach(), labels)
+        return torch.where(valid, selection.weights.reshape(labels.shape), 0.0)

@@ -50,3 +50,9 @@ class CrossEntropyLoss(nn.CrossEntropyLoss):
         pixel_weight = pixel_weight.reshape(-1)
         total = pixel_weight.sum()
         return torch.dot(ce, pixel_weight) / torch.where(total > 0, total, 1.0)
+
+    @torch.no_grad()
+    def selected_pixels(self, logits: Tensor, labels: Tensor) -> Tensor:
+        """``(B, *spatial)`` float32: 1 on every valid pixel (plain CE keeps them all)."""
+        labels = check_logits_labels(logits, labels)
+        return (labels != self.ignore_index).to(torch.float32)

@@ -46,6 +46,14 @@ class WeightedSumLoss(nn.Module):
                 return stats
         return None
 
+    def selected_pixels(self, logits: Tensor, labels: Tensor) -> Tensor | None:
+        """Pixels kept by the first term that mines (see ``OhemCELoss.selected_pixels``),
+        or None when no term selects pixels."""
+        for loss in self.losses.values():
+            if hasattr(loss, "selected_pixels"):
+                return loss.selected_pixels(logits.float(), labels)
+        return None
+
     def forward(self, logits: Tensor, labels: Tensor) -> Tensor:
         logits = logits.float()
         total = torch.zeros((), device=logits.device)

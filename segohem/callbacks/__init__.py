@@ -1,0 +1,8 @@
+"""Lightning callbacks and plugins of the training app."""
+
+from segohem.callbacks.checkpoint_io import AtomicCheckpointIO
+from segohem.callbacks.hparams import HparamsLogger
+from segohem.callbacks.images import SegmentationImageLogger
+from segohem.callbacks.metrics_writer import MetricsWriter
+
+__all__ = ["AtomicCheckpointIO", "HparamsLogger", "MetricsWriter", "SegmentationImageLogger"]

@@ -1,0 +1,38 @@
+"""Fill TensorBoard's HPARAMS tab with the run's flattened config."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import lightning.pytorch as pl
+
+
+def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a/b": 1}``; lists and None become strings."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, name + "/"))
+        elif isinstance(value, bool | int | float | str):
+            flat[name] = value
+        else:
+            flat[name] = str(value)
+    return flat
+
+
+class HparamsLogger(pl.Callback):
+    """Logs ``hparams`` with ``metric`` as the HPARAMS tab's metric at the start of fit.
+
+    Done from ``on_fit_start`` (not before ``fit``): creating TensorBoard's writer
+    before the trainer forks its processes deadlocks ``ddp_fork`` runs.
+    """
+
+    def __init__(self, hparams: Mapping[str, Any], metric: str = "val/mIoU_best") -> None:
+        self.hparams = flatten(hparams)
+        self.metric = metric
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        for logger in trainer.loggers:
+            logger.log_hyperparams(self.hparams, metrics={self.metric: 0.0})

@@ -1,0 +1,90 @@
+"""TensorBoard image grids: input | ground truth | prediction | pixels OHEM selected."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+from torch import Tensor
+
+
+def default_palette(num_classes: int) -> list[tuple[int, int, int]]:
+    """Distinct RGB colours (golden-ratio hues), for datasets without a palette."""
+    import colorsys
+
+    return [tuple(int(255 * c) for c in colorsys.hsv_to_rgb((i * 0.618034) % 1.0, 0.75, 0.95))
+            for i in range(num_classes)]
+
+
+def colorize(ids: Tensor, palette: Sequence[Sequence[int]], ignore_index: int) -> Tensor:
+    """``(B, H, W)`` class ids -> ``(B, 3, H, W)`` float RGB in [0, 1]; ignore -> white."""
+    table = torch.tensor([list(c) for c in palette] + [[255, 255, 255]], dtype=torch.float32,
+                         device=ids.device) / 255.0
+    safe = torch.where((ids >= 0) & (ids < len(palette)), ids, len(palette))
+    safe = torch.where(ids == ignore_index, len(palette), safe)
+    return table[safe].permute(0, 3, 1, 2)
+
+
+def to_display(images: Tensor) -> Tensor:
+    """Normalised ``(B, 3, H, W)`` images -> [0, 1] per image (min-max), for viewing."""
+    flat = images.float().flatten(1)
+    low = flat.min(1).values[:, None, None, None]
+    high = flat.max(1).values[:, None, None, None]
+    return (images.float() - low) / (high - low).clamp_min(1e-6)
+
+
+class SegmentationImageLogger(pl.Callback):
+    """Every ``every_n_epochs`` validation epochs, logs ``val/samples``: one row per image
+    of the first validation batch with input | ground truth | prediction | selected pixels
+    (white = kept by the loss, black = dropped, grey = tie share; ignored pixels black).
+    Rank 0 only, TensorBoard loggers only."""
+
+    def __init__(self, every_n_epochs: int = 1, num_samples: int = 4) -> None:
+        if every_n_epochs < 1 or num_samples < 1:
+            raise ValueError(f"every_n_epochs and num_samples must be >= 1, got "
+                             f"{every_n_epochs}, {num_samples}.")
+        self.every_n_epochs = every_n_epochs
+        self.num_samples = num_samples
+
+    def _due(self, trainer: pl.Trainer) -> bool:
+        return (not trainer.sanity_checking and trainer.is_global_zero
+                and (trainer.current_epoch + 1) % self.every_n_epochs == 0
+                and any(isinstance(lg, TensorBoardLogger) for lg in trainer.loggers))
+
+    def on_validation_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                                outputs: Any, batch: Any, batch_idx: int,
+                                dataloader_idx: int = 0) -> None:
+        if batch_idx != 0 or not self._due(trainer):
+            return
+        from torchvision.utils import make_grid
+
+        images = batch["image"][: self.num_samples]
+        masks = batch["mask"][: self.num_samples]
+        with torch.no_grad():
+            logits = pl_module.logits_for(images, masks.shape[-2:])
+            selected_fn = getattr(pl_module.loss, "selected_pixels", None)
+            selected = selected_fn(logits, masks) if selected_fn is not None else None
+        if selected is None:
+            selected = (masks != pl_module.ignore_index).float()
+        palette = self._palette(trainer, pl_module.num_classes)
+        ignore = pl_module.ignore_index
+        columns = [to_display(images), colorize(masks, palette, ignore),
+                   colorize(logits.argmax(1), palette, ignore),
+                   selected[:, None].float().expand(-1, 3, -1, -1)]
+        tiles = torch.stack(columns, dim=1).flatten(0, 1).cpu()  # row per image
+        grid = make_grid(tiles, nrow=len(columns), padding=2, pad_value=0.5)
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                logger.experiment.add_image("val/samples", grid, trainer.global_step)
+
+    @staticmethod
+    def _palette(trainer: pl.Trainer, num_classes: int) -> Sequence[Sequence[int]]:
+        datamodule = getattr(trainer, "datamodule", None)
+        dataset = getattr(datamodule, "val_set", None)
+        palette = getattr(dataset, "palette", None)
+        if palette is not None and len(palette) >= num_classes:
+            return palette
+        return default_palette(num_classes)

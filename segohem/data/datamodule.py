@@ -1,0 +1,56 @@
+"""``SegmentationDataModule``: train / val datasets -> DataLoaders."""
+
+from __future__ import annotations
+
+import lightning.pytorch as pl
+from torch.utils.data import DataLoader, Dataset
+
+
+class SegmentationDataModule(pl.LightningDataModule):
+    """Wraps ready-made datasets whose items are ``{"image", "mask", "path"}`` dicts.
+
+    Under DDP Lightning adds the distributed samplers; ``batch_size`` is per device.
+
+    Args:
+        train_set: training dataset (transforms already attached).
+        val_set: validation dataset.
+        batch_size: samples per device and step.
+        num_workers: DataLoader worker processes (0: load in the main process).
+        pin_memory: pin host memory; None: on when the trainer runs on a GPU.
+        persistent_workers: keep workers alive between epochs (when num_workers > 0).
+        drop_last: drop the last incomplete training batch (BatchNorm dislikes batches of 1).
+    """
+
+    def __init__(self, train_set: Dataset, val_set: Dataset, batch_size: int = 8,
+                 num_workers: int = 2, pin_memory: bool | None = None,
+                 persistent_workers: bool = True, drop_last: bool = True) -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise ValueError(f"dataset.batch_size must be >= 1, got {batch_size}.")
+        if num_workers < 0:
+            raise ValueError(f"dataset.num_workers must be >= 0, got {num_workers}.")
+        self.train_set, self.val_set = train_set, val_set
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self.persistent_workers = persistent_workers and num_workers > 0
+        self.drop_last = drop_last
+
+    def _pin(self) -> bool:
+        if self.pin_memory is not None:
+            return self.pin_memory
+        trainer = self.trainer
+        return bool(trainer is not None
+                    and trainer.accelerator.__class__.__name__ == "CUDAAccelerator")
+
+    def _loader(self, dataset: Dataset, train: bool) -> DataLoader:
+        return DataLoader(dataset, batch_size=self.batch_size, shuffle=train,
+                          drop_last=train and self.drop_last and len(dataset) > self.batch_size,
+                          num_workers=self.num_workers, pin_memory=self._pin(),
+                          persistent_workers=self.persistent_workers)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, train=False)

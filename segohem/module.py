@@ -1,0 +1,171 @@
+"""``SegmentationModule``: an SMP model, a (mining) loss and dataset-level metrics in Lightning."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.optim import Optimizer
+
+from segohem.metrics import SegmentationMetrics
+
+OptimizerFactory = Callable[..., Optimizer]
+SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
+
+
+class SegmentationModule(pl.LightningModule):
+    """Trains ``model`` with ``loss``; validates with confusion-matrix metrics.
+
+    Batches are dicts with ``image`` ``(B, 3, H, W)`` float and ``mask`` ``(B, H, W)``
+    int64 (``ignore_index`` on ignored pixels). Logits smaller than the mask (models with
+    an output stride) are upsampled bilinearly to the mask size before the loss and the
+    metrics.
+
+    Logged: ``train/loss``, ``lr``, the loss's mining statistics as ``train/ohem/<name>``,
+    ``val/loss``, ``val/mIoU``, ``val/mAcc``, ``val/aAcc``, ``val/IoU/<class name>`` and
+    ``val/mIoU_best`` (the best ``val/mIoU`` so far, kept in checkpoints).
+
+    Args:
+        model: maps ``(B, 3, H, W)`` images to ``(B, C, h, w)`` logits.
+        loss: ``(logits, labels) -> scalar``; may expose ``last_stats`` (mining statistics)
+            and ``selected_pixels`` (used by the image logger).
+        optimizer: ``params -> Optimizer`` (a Hydra ``_partial_``).
+        scheduler: ``(optimizer, total_steps=...) -> LRScheduler`` stepped every iteration,
+            or None for a constant rate.
+        num_classes: C.
+        class_names: C names (default ``class_0`` ...).
+        ignore_index: label value excluded from loss and metrics.
+        compile: ``torch.compile`` the model.
+        channels_last: use the channels_last memory format for model and inputs.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss: nn.Module,
+        optimizer: OptimizerFactory,
+        scheduler: SchedulerFactory | None = None,
+        num_classes: int = 2,
+        class_names: Sequence[str] | None = None,
+        ignore_index: int = 255,
+        compile: bool = False,
+        channels_last: bool = False,
+    ) -> None:
+        super().__init__()
+        names = list(class_names) if class_names is not None else [
+            f"class_{i}" for i in range(num_classes)]
+        if len(names) != num_classes:
+            raise ValueError(f"{len(names)} class names given for num_classes={num_classes}: "
+                             f"{names}")
+        self.model = model
+        self.loss = loss
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.num_classes = num_classes
+        self.class_names = names
+        self.ignore_index = ignore_index
+        self.compile_model = compile
+        self.channels_last = channels_last
+        self.val_metrics = SegmentationMetrics(num_classes, ignore_index=ignore_index)
+        self.register_buffer("best_miou", torch.tensor(float("nan")))
+        self.last_val: dict[str, Any] = {}
+        self.best_val: dict[str, Any] = {}
+        self.run_config: dict[str, Any] | None = None  # stored in checkpoints when set
+
+    def configure_model(self) -> None:
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        if self.compile_model and not isinstance(self.model, torch._dynamo.OptimizedModule):
+            self.model = torch.compile(self.model)
+
+    def forward(self, images: Tensor) -> Tensor:
+        """``(B, 3, H, W)`` images -> ``(B, C, h, w)`` logits."""
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return self.model(images)
+
+    def logits_for(self, images: Tensor, size: Sequence[int]) -> Tensor:
+        """Logits upsampled (bilinear) to ``size`` = the label ``(H, W)`` when smaller."""
+        logits = self(images)
+        if tuple(logits.shape[-2:]) != tuple(size):
+            logits = F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=False)
+        return logits
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        masks = batch["mask"]
+        logits = self.logits_for(batch["image"], masks.shape[-2:])
+        loss = self.loss(logits, masks)
+        batch_size = masks.shape[0]
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True,
+                 batch_size=batch_size)
+        self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True,
+                 on_epoch=False, batch_size=batch_size)
+        stats = getattr(self.loss, "last_stats", None)
+        if stats is not None:
+            for name, value in stats.as_dict().items():
+                if name in ("kept_fraction", "fallback", "threshold"):
+                    self.log(f"train/ohem/{name}", value, on_step=True, on_epoch=True,
+                             batch_size=batch_size)
+        return loss
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        masks = batch["mask"]
+        logits = self.logits_for(batch["image"], masks.shape[-2:])
+        self.log("val/loss", self.loss(logits, masks), on_epoch=True,
+                 batch_size=masks.shape[0], sync_dist=True)
+        self.val_metrics.update(logits.argmax(1), masks)
+
+    def on_validation_epoch_end(self) -> None:
+        results = self.val_metrics.compute()
+        self.val_metrics.reset()
+        if self.trainer.sanity_checking:
+            return
+        miou = results["mIoU"]
+        if math.isnan(self.best_miou.item()) or miou.item() > self.best_miou.item():
+            self.best_miou.fill_(miou.item())
+            self.best_val = self._summary(results)
+        self.last_val = self._summary(results)
+        self.log_dict({"val/mIoU": miou, "val/mAcc": results["mAcc"],
+                       "val/aAcc": results["aAcc"], "val/mIoU_best": self.best_miou.clone()})
+        for name, iou in zip(self.class_names, results["IoU"], strict=True):
+            self.log(f"val/IoU/{name}", iou)
+
+    def _summary(self, results: dict[str, Tensor]) -> dict[str, Any]:
+        """JSON-friendly metrics of one validation epoch (NaN -> None)."""
+
+        def number(value: Tensor) -> float | None:
+            value = float(value)
+            return None if math.isnan(value) else value
+
+        return {
+            "epoch": self.current_epoch,
+            "step": self.global_step,
+            "mIoU": number(results["mIoU"]),
+            "mAcc": number(results["mAcc"]),
+            "aAcc": number(results["aAcc"]),
+            "IoU": {n: number(v) for n, v in zip(self.class_names, results["IoU"], strict=True)},
+            "Acc": {n: number(v) for n, v in zip(self.class_names, results["Acc"], strict=True)},
+        }
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        total = int(self.trainer.estimated_stepping_batches)
+        scheduler = self.scheduler_factory(optimizer, total_steps=max(total, 1))
+        return {"optimizer": optimizer,
+                "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["segohem"] = {"config": self.run_config, "class_names": self.class_names,
+                                 "best_val": self.best_val, "last_val": self.last_val}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        saved = checkpoint.get("segohem", {})
+        self.best_val = saved.get("best_val") or {}
+        self.last_val = saved.get("last_val") or {}

@@ -1,0 +1,133 @@
+"""The training run behind ``segohem-train``: build everything from the config, fit, report."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+
+class ConfigError(ValueError):
+    """A configuration problem found before training starts."""
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Cross-field checks Hydra cannot do; raises :class:`ConfigError` with the fix."""
+    dataset_classes = cfg.dataset.num_classes
+    model_classes = cfg.model.get("num_classes", dataset_classes)
+    if model_classes != dataset_classes:
+        raise ConfigError(
+            f"model.num_classes={model_classes} disagrees with dataset.num_classes="
+            f"{dataset_classes} (dataset {cfg.dataset.get('name', '?')!r}). The model must "
+            f"predict one channel per dataset class: drop the model.num_classes override "
+            f"(it follows the dataset by default) or change both.")
+    names = cfg.dataset.get("class_names")
+    if names is not None and len(names) != dataset_classes:
+        raise ConfigError(f"dataset.class_names has {len(names)} names but dataset.num_classes="
+                          f"{dataset_classes}: {list(names)}")
+
+
+def resolve_ckpt_path(ckpt_path: str | None, output_dir: Path) -> str | None:
+    """``None`` | a checkpoint file | ``last`` (this run dir's ``checkpoints/last.ckpt``)."""
+    if ckpt_path in (None, ""):
+        return None
+    path = output_dir / "checkpoints" / "last.ckpt" if ckpt_path == "last" else Path(ckpt_path)
+    if not path.is_file():
+        hint = (" `ckpt_path=last` resumes from the run directory's own last checkpoint: "
+                "point hydra.run.dir at the run to resume." if ckpt_path == "last" else "")
+        raise ConfigError(f"ckpt_path={ckpt_path!r}: no checkpoint file at {path}.{hint}")
+    return str(path)
+
+
+def use_hydra_logging() -> None:
+    """Drop the console handlers Lightning attaches to its loggers at import: its records
+    also propagate to Hydra's root handlers, so every line would print twice."""
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "lightning_fabric",
+                 "pytorch_lightning"):
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            if type(handler) is logging.StreamHandler:
+                logger.removeHandler(handler)
+        logger.propagate = True
+
+
+def summary_table(summary: dict[str, Any], class_names: list[str]) -> str:
+    """Per-class table of a ``SegmentationModule`` summary (None -> NaN -> "-")."""
+    from segohem.metrics import format_iou_table
+
+    def value(v: float | None) -> float:
+        return float("nan") if v is None else v
+
+    return format_iou_table(
+        {"IoU": [value(summary["IoU"][n]) for n in class_names],
+         "Acc": [value(summary["Acc"][n]) for n in class_names],
+         **{key: value(summary[key]) for key in ("mIoU", "mAcc", "aAcc")}},
+        class_names)
+
+
+def _instantiate_all(group: DictConfig | None) -> list[Any]:
+    from hydra.utils import instantiate
+
+    if not group:
+        return []
+    return [instantiate(node) for node in group.values() if node is not None]
+
+
+def train(cfg: DictConfig) -> float | None:
+    """Fit ``SegmentationModule`` on ``cfg``; returns the value of ``cfg.optimized_metric``."""
+    import lightning.pytorch as pl
+    from hydra.utils import instantiate
+
+    from segohem.callbacks import AtomicCheckpointIO, HparamsLogger
+    from segohem.data.datamodule import SegmentationDataModule
+    from segohem.module import SegmentationModule
+
+    use_hydra_logging()
+    check_config(cfg)
+    output_dir = Path(cfg.paths.output_dir)
+    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), output_dir)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+
+    # Cheap objects first, so a bad value fails before datasets and model are built.
+    loss = instantiate(cfg.loss)
+    optimizer = instantiate(cfg.optimizer)
+    scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
+    model = instantiate(cfg.model)
+    datamodule = SegmentationDataModule(
+        train_set=instantiate(cfg.dataset.train_set), val_set=instantiate(cfg.dataset.val_set),
+        batch_size=cfg.dataset.batch_size, num_workers=cfg.dataset.num_workers,
+        pin_memory=cfg.dataset.get("pin_memory"))
+    module = SegmentationModule(
+        model=model, loss=loss, optimizer=optimizer, scheduler=scheduler,
+        num_classes=cfg.dataset.num_classes, class_names=cfg.dataset.get("class_names"),
+        ignore_index=cfg.dataset.ignore_index, compile=cfg.compile,
+        channels_last=cfg.channels_last)
+    run_config = OmegaConf.to_container(cfg, resolve=True)
+    module.run_config = run_config
+
+    callbacks = _instantiate_all(cfg.get("callbacks"))
+    callbacks.append(HparamsLogger(run_config, metric="val/mIoU_best"))
+    loggers = _instantiate_all(cfg.get("logger"))
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
+                                      plugins=[AtomicCheckpointIO()])
+
+    log.info("Run directory: %s", output_dir)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+
+    if trainer.is_global_zero and module.best_val:
+        log.info("Best validation epoch %s:\n%s", module.best_val.get("epoch"),
+                 summary_table(module.best_val, module.class_names))
+    metric_name = cfg.get("optimized_metric")
+    if not metric_name:
+        return None
+    if metric_name == "val/mIoU_best" and module.best_val:
+        return module.best_val["mIoU"]
+    value = trainer.callback_metrics.get(metric_name)
+    if value is None:
+        raise ConfigError(f"optimized_metric={metric_name!r} was never logged; logged metrics: "
+                          f"{sorted(trainer.callback_metrics)}")
+    return float(value)
