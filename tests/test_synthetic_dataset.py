@@ -1,5 +1,8 @@
 """SyntheticDataset: API, determinism, class statistics, and a not-trivial-but-learnable check."""
 
+import subprocess
+import sys
+
 import albumentations as A
 import numpy as np
 import pytest
@@ -165,3 +168,11 @@ def test_index_out_of_range():
     for i in (4, -5, 100):
         with pytest.raises(IndexError):
             ds[i]
+
+
+def test_import_is_light():
+    code = ("import sys, segohem.data; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'albumentations', "
+            "'lightning', 'hydra'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

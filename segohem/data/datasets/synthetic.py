@@ -1,23 +1,25 @@
 """Procedurally generated segmentation dataset: no files, no download, fast and deterministic.
 
 Each image is a textured background (two random colours blended by smooth noise, plus stripes, a
-brightness gradient and per-pixel Gaussian noise) with randomly placed objects of 5 classes:
+brightness gradient and per-pixel Gaussian noise) with randomly placed objects of 5 classes.
+Mean share of valid pixels at 96 x 96 (seed 0, 64 train images) in the last column:
 
-=========  ==========================================  =====================================
-class      shape                                       share of valid pixels (96 x 96)
-=========  ==========================================  =====================================
-blob       smooth star-shaped blob, radial shading     mid-size (~10 %)
-box        rotated rectangle with stripe texture       mid-size
-line       1-2 px wide random curve                    rare (< 1 %)
-dot        disc of radius 1.2-2.2 px                   rare (< 1 %)
-ring       annulus 2.5-4.5 px thick                    small
-=========  ==========================================  =====================================
+==========  =======================================  ======
+class       shape                                    share
+==========  =======================================  ======
+background  textured, any hue                        ~68 %
+blob        smooth star-shaped blob, radial shading  ~16 %
+box         rotated rectangle with stripe texture    ~12 %
+line        1-2 px wide random curve                 ~0.6 %
+dot         disc of radius 1.2-2.2 px                ~0.4 %
+ring        annulus 2.5-4.5 px thick                 ~3 %
+==========  =======================================  ======
 
 Every object class has its own hue range (with jitter); background colours have any hue and
 partly overlap the objects' saturations, so colour alone is not enough and shape/context matters.
 Blobs, boxes and rings get an ``ignore_index`` band ``border_width`` px wide just *outside* their
-boundary (like Pascal VOC's void borders); lines and dots are drawn last and never lose pixels.
-Objects overlap: later-drawn objects win.
+boundary (like Pascal VOC's void borders; ~5 % of the pixels at the default width 1); lines and
+dots are drawn last and never lose pixels. Objects overlap: later-drawn objects win.
 """
 
 from __future__ import annotations
@@ -34,10 +36,12 @@ __all__ = ["SyntheticDataset"]
 
 _SPLITS = ("train", "val", "test")
 _DEFAULT_NUM_SAMPLES = {"train": 512, "val": 64, "test": 64}
-# Object colours per class: (hue centre, hue half-width, min saturation, min value), all in [0, 1].
-_COLOURS = {1: (0.0, 0.06, 0.45, 0.5), 2: (0.33, 0.08, 0.45, 0.5), 3: (0.58, 0.08, 0.45, 0.5),
-            4: (0.14, 0.06, 0.6, 0.75), 5: (0.80, 0.08, 0.45, 0.5)}
 BLOB, BOX, LINE, DOT, RING = 1, 2, 3, 4, 5
+# Object colours per class: (hue centre, hue half-width, min saturation, min value), all in [0, 1].
+_COLOURS = {BLOB: (0.0, 0.06, 0.45, 0.5), BOX: (0.33, 0.08, 0.45, 0.5),
+            LINE: (0.58, 0.08, 0.45, 0.5), DOT: (0.14, 0.06, 0.6, 0.75),
+            RING: (0.80, 0.08, 0.45, 0.5)}
+_Window = tuple[tuple[slice, slice], np.ndarray, np.ndarray]
 
 
 def _hsv(h: float, s: float, v: float) -> np.ndarray:
@@ -53,7 +57,7 @@ class _Canvas:
         self.image = np.empty((*size, 3), np.float32)
         self.mask = np.zeros(size, np.int64)
 
-    def window(self, y0: float, y1: float, x0: float, x1: float):
+    def window(self, y0: float, y1: float, x0: float, x1: float) -> _Window | None:
         """Clipped pixel window covering [y0, y1] x [x0, x1] (+ band): slices and pixel-centre
         coordinates as broadcastable (h, 1) and (1, w) float32 arrays, or None if empty."""
         pad = self.bw + 1
@@ -65,7 +69,7 @@ class _Canvas:
         xs = np.arange(xa, xb, dtype=np.float32)[None, :]
         return (slice(ya, yb), slice(xa, xb)), ys, xs
 
-    def paint(self, sl, sdf: np.ndarray, cls: int, colour: np.ndarray,
+    def paint(self, sl: tuple[slice, slice], sdf: np.ndarray, cls: int, colour: np.ndarray,
               shade: np.ndarray | float = 1.0, band: bool = True) -> None:
         """Draw where the signed distance ``sdf`` (px, < 0 inside) is <= 0; label the outer band
         0 < sdf <= border_width as ignore when ``band``. ``shade`` scales the colour."""
@@ -114,6 +118,7 @@ def _background(cv: _Canvas) -> None:
 
 
 def _blob(cv: _Canvas, s: int) -> None:
+    """Blob of radius r0 * (1 + harmonics), brighter centre, outer ignore band."""
     r = cv.rng
     cy, cx, r0 = r.uniform(0, cv.h), r.uniform(0, cv.w), r.uniform(0.09, 0.18) * s
     a2, a3 = r.uniform(0, 0.3), r.uniform(0, 0.12)
@@ -131,6 +136,7 @@ def _blob(cv: _Canvas, s: int) -> None:
 
 
 def _box(cv: _Canvas, s: int) -> None:
+    """Rotated rectangle with stripe texture, outer ignore band."""
     r = cv.rng
     cy, cx = r.uniform(0, cv.h), r.uniform(0, cv.w)
     hh, hw = r.uniform(0.07, 0.18, size=2) * s
@@ -149,6 +155,7 @@ def _box(cv: _Canvas, s: int) -> None:
 
 
 def _ring(cv: _Canvas, s: int) -> None:
+    """Annulus 2.5-4.5 px thick, ignore bands outside both of its edges."""
     r = cv.rng
     cy, cx, rad = r.uniform(0, cv.h), r.uniform(0, cv.w), r.uniform(0.08, 0.16) * s
     half = r.uniform(1.25, 2.25)
@@ -181,6 +188,7 @@ def _line(cv: _Canvas, s: int) -> None:
 
 
 def _dot(cv: _Canvas, s: int) -> None:
+    """Disc of radius 1.2-2.2 px; keeps all its pixels."""
     r = cv.rng
     cy, cx, rad = r.uniform(0, cv.h), r.uniform(0, cv.w), r.uniform(1.2, 2.2)
     win = cv.window(cy - rad, cy + rad, cx - rad, cx + rad)
