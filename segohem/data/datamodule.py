@@ -3,7 +3,24 @@
 from __future__ import annotations
 
 import lightning.pytorch as pl
-from torch.utils.data import DataLoader, Dataset
+from lightning.fabric.utilities.seed import pl_worker_init_function
+from torch.utils.data import DataLoader, Dataset, get_worker_info
+
+
+def seed_worker_transform(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: Lightning's worker seeding, then a distinct seed for
+    the dataset's augmentation pipeline in each worker.
+
+    albumentations 2 keeps its own random state inside ``Compose`` (seeded once from the
+    config); every worker receives a copy of it, so without this all workers would repeat
+    the same augmentation sequence (and, without persistent workers, every epoch too).
+    PyTorch's per-worker seed derives from the run seed, so runs stay reproducible.
+    """
+    pl_worker_init_function(worker_id)
+    info = get_worker_info()
+    transform = getattr(info.dataset, "transform", None) if info is not None else None
+    if hasattr(transform, "set_random_seed"):
+        transform.set_random_seed(info.seed % 2**32)
 
 
 class SegmentationDataModule(pl.LightningDataModule):
@@ -47,7 +64,8 @@ class SegmentationDataModule(pl.LightningDataModule):
         return DataLoader(dataset, batch_size=self.batch_size, shuffle=train,
                           drop_last=train and self.drop_last and len(dataset) > self.batch_size,
                           num_workers=self.num_workers, pin_memory=self._pin(),
-                          persistent_workers=self.persistent_workers)
+                          persistent_workers=self.persistent_workers,
+                          worker_init_fn=seed_worker_transform if self.num_workers else None)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, train=True)
