@@ -64,8 +64,9 @@ def test_tensorboard_has_scalars_images_and_hparams(trained_run):
     events = EventAccumulator(str(out / "tensorboard"), size_guidance={"images": 0})
     events.Reload()
     scalars = set(events.Tags()["scalars"])
-    expected = {"train/loss_step", "lr", "train/ohem/kept_fraction_step",
-                "train/ohem/fallback_step", "train/ohem/threshold_step", "val/mIoU", "val/mAcc",
+    expected = {"train/loss_step", "lr", "train/ohem/kept_fraction",
+                "train/ohem/fallback", "train/ohem/threshold", "train/ohem/kept_fraction_epoch",
+                "train/ohem/fallback_epoch", "train/ohem/threshold_epoch", "val/mIoU", "val/mAcc",
                 "val/aAcc", "val/mIoU_best", "val/IoU/background", "val/IoU/line"}
     assert expected <= scalars, expected - scalars
     assert [e.value for e in events.Scalars("val/mIoU")] != []
