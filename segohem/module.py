@@ -86,8 +86,11 @@ class SegmentationModule(pl.LightningModule):
     def configure_model(self) -> None:
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        if self.compile_model and not isinstance(self.model, torch._dynamo.OptimizedModule):
-            self.model = torch.compile(self.model)
+        if self.compile_model and not getattr(self, "_compiled", False):
+            # In place (nn.Module.compile): the state_dict keys stay those of the plain
+            # model, so checkpoints load with or without compile.
+            self.model.compile()
+            self._compiled = True
 
     def forward(self, images: Tensor) -> Tensor:
         """``(B, 3, H, W)`` images -> ``(B, C, h, w)`` logits."""

@@ -130,3 +130,15 @@ def test_configs_work_from_an_installed_wheel(tmp_path):
     out = subprocess.run([sys.executable, "-m", "segohem.train", "--cfg", "job"], check=True,
                          env=env, cwd=tmp_path, capture_output=True, text=True).stdout
     assert "OhemCELoss" in out
+
+
+@pytest.mark.slow
+def test_compile_option_trains_and_keeps_plain_checkpoint_keys(tmp_path):
+    run = subprocess.run(
+        [sys.executable, "-m", "segohem.train", f"hydra.run.dir={tmp_path}", "debug=limit",
+         "compile=true", "trainer.max_epochs=1", "dataset.image_size=[64,64]",
+         "trainer.enable_progress_bar=false", "logger=none"],
+        capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    state = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    assert state and not [key for key in state if "_orig_mod" in key]
