@@ -46,11 +46,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import math
-import os
-import platform
-import shlex
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -58,6 +54,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from bench_common import LoadMonitor, command_line, device_name, load_note
 from torch import Tensor
 
 from segohem.losses import BinaryOhemLoss, CrossEntropyLoss, OhemCELoss, TopKCELoss
@@ -340,67 +337,6 @@ def format_markdown(rows: list[Row], baseline: str) -> str:
     out = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
     out += [f"| `{row[0]}` | " + " | ".join(row[1:]) + " |" for row in rows]
     return "\n".join(out)
-
-
-class LoadMonitor:
-    """CPU time used by *other* processes while the benchmark ran (Linux ``/proc/stat``).
-
-    Other load makes multi-threaded CPU kernels wait for a descheduled thread, which can
-    inflate some losses far more than others; the report warns when it is high.
-    """
-
-    def __init__(self) -> None:
-        self.start = self._sample()
-
-    @staticmethod
-    def _sample() -> tuple[float, float, float] | None:
-        """``(wall s, busy CPU s of all processes, CPU s of this process)`` or None."""
-        try:
-            fields = Path("/proc/stat").read_text().splitlines()[0].split()
-        except (OSError, IndexError):
-            return None
-        if fields[0] != "cpu" or len(fields) < 9:
-            return None
-        user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fields[1:9])
-        busy = (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-        own = os.times()
-        return time.perf_counter(), busy, own.user + own.system
-
-    def other_load_pct(self) -> float | None:
-        """Other processes' CPU time as a % of all CPUs' capacity since construction."""
-        end = self._sample()
-        if self.start is None or end is None:
-            return None
-        wall = end[0] - self.start[0]
-        other = (end[1] - self.start[1]) - (end[2] - self.start[2])
-        capacity = wall * (os.cpu_count() or 1)
-        return max(0.0, 100.0 * other / capacity) if capacity > 0 else None
-
-
-def load_note(pct: float | None) -> str:
-    if pct is None:
-        return "background CPU load: unknown"
-    note = f"background CPU load during the run: {pct:.0f}% of {os.cpu_count()} CPUs"
-    if pct > 10:
-        note += " -- WARNING: the machine was busy, timings may be inflated (rerun when idle)"
-    return note
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown CPU"
-
-
-def command_line() -> str:
-    argv = getattr(sys, "orig_argv", None) or ["python", *sys.argv]
-    return shlex.join(argv)
 
 
 # --------------------------------------------------------------------------------------

@@ -61,12 +61,8 @@ import argparse
 import copy
 import datetime
 import logging
-import os
-import platform
-import shlex
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 import warnings
@@ -76,6 +72,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from bench_common import LoadMonitor, command_line, device_name, load_note, loadavg
 from omegaconf import DictConfig, open_dict
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
@@ -359,71 +356,6 @@ def format_markdown(rows: list[Row]) -> str:
     out = ["| " + " | ".join(HEADER) + " |", "|---|" + "---:|" * (len(HEADER) - 1)]
     out += [f"| {row[0]} | " + " | ".join(row[1:]) + " |" for row in rows]
     return "\n".join(out)
-
-
-class LoadMonitor:
-    """CPU time used by *other* processes while the benchmark ran (Linux ``/proc/stat``)."""
-
-    def __init__(self) -> None:
-        self.start = self._sample()
-
-    @staticmethod
-    def _sample() -> tuple[float, float, float] | None:
-        """``(wall s, busy CPU s of all processes, CPU s of this process)`` or None."""
-        try:
-            fields = Path("/proc/stat").read_text().splitlines()[0].split()
-        except (OSError, IndexError):
-            return None
-        if fields[0] != "cpu" or len(fields) < 9:
-            return None
-        user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fields[1:9])
-        busy = (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-        own = os.times()
-        return time.perf_counter(), busy, own.user + own.system
-
-    def other_load_pct(self) -> float | None:
-        """Other processes' CPU time as a % of all CPUs' capacity since construction."""
-        end = self._sample()
-        if self.start is None or end is None:
-            return None
-        wall = end[0] - self.start[0]
-        other = (end[1] - self.start[1]) - (end[2] - self.start[2])
-        capacity = wall * (os.cpu_count() or 1)
-        return max(0.0, 100.0 * other / capacity) if capacity > 0 else None
-
-
-def loadavg() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "unknown"
-
-
-def load_note(pct: float | None) -> str:
-    if pct is None:
-        return f"background CPU load: unknown; loadavg {loadavg()}"
-    note = (f"background CPU load during the run: {pct:.0f}% of {os.cpu_count()} CPUs; "
-            f"loadavg {loadavg()}")
-    if pct > 10:
-        note += " -- WARNING: the machine was busy, timings may be inflated (rerun when idle)"
-    return note
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown CPU"
-
-
-def command_line() -> str:
-    argv = getattr(sys, "orig_argv", None) or ["python", *sys.argv]
-    return shlex.join(argv)
 
 
 def quiet_lightning() -> None:
