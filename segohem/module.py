@@ -28,7 +28,7 @@ class SegmentationModule(pl.LightningModule):
     an output stride) are upsampled bilinearly to the mask size before the loss and the
     metrics.
 
-    Logged: ``train/loss`` (every step and epoch mean), on the trainer's logging steps
+    Logged: ``train/loss`` (every step) and ``train/loss_epoch``, on the trainer's logging steps
     ``lr`` and the loss's mining statistics ``train/ohem/{kept_fraction,fallback,threshold}``
     with their epoch means ``train/ohem/<name>_epoch`` (``fallback_epoch`` is the fallback
     rate), ``val/loss``, ``val/mIoU``, ``val/mAcc``, ``val/aAcc``, ``val/IoU/<class name>`` and
@@ -80,8 +80,8 @@ class SegmentationModule(pl.LightningModule):
         self.last_val: dict[str, Any] = {}
         self.best_val: dict[str, Any] = {}
         self.run_config: dict[str, Any] | None = None  # stored in checkpoints when set
-        self._ohem_sum: Tensor | None = None
-        self._ohem_steps = 0
+        self._epoch_sum: Tensor | None = None  # (loss, *OHEM_STATS) summed over the epoch
+        self._epoch_steps = 0
 
     def configure_model(self) -> None:
         if self.channels_last:
@@ -110,16 +110,18 @@ class SegmentationModule(pl.LightningModule):
         logits = self.logits_for(batch["image"], masks.shape[-2:])
         loss = self.loss(logits, masks)
         batch_size = masks.shape[0]
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True,
+        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True,
                  batch_size=batch_size)
         # self.log costs ~0.2-0.6 ms per call on the host: log the rest only on the
-        # steps Lightning writes, and accumulate the OHEM epoch means on the device.
+        # steps Lightning writes, and accumulate the epoch means on the device.
         stats = getattr(self.loss, "last_stats", None)
         values = None
+        step_values = loss.detach().float().reshape(1)
         if stats is not None:
             values = torch.stack([getattr(stats, name) for name in OHEM_STATS])
-            self._ohem_sum = values if self._ohem_sum is None else self._ohem_sum + values
-            self._ohem_steps += 1
+            step_values = torch.cat([step_values, values])
+        self._epoch_sum = step_values if self._epoch_sum is None else self._epoch_sum + step_values
+        self._epoch_steps += 1
         if (self.global_step + 1) % self.trainer.log_every_n_steps == 0:
             self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True,
                      on_epoch=False, batch_size=batch_size)
@@ -130,11 +132,12 @@ class SegmentationModule(pl.LightningModule):
         return loss
 
     def on_train_epoch_end(self) -> None:
-        if self._ohem_sum is not None and self._ohem_steps:
-            means = self._ohem_sum / self._ohem_steps
-            for name, value in zip(OHEM_STATS, means, strict=True):
-                self.log(f"train/ohem/{name}_epoch", value, sync_dist=True)
-        self._ohem_sum, self._ohem_steps = None, 0
+        if self._epoch_sum is not None and self._epoch_steps:
+            means = self._epoch_sum / self._epoch_steps
+            names = ["train/loss_epoch"] + [f"train/ohem/{n}_epoch" for n in OHEM_STATS]
+            for name, value in zip(names, means, strict=False):
+                self.log(name, value, sync_dist=True)
+        self._epoch_sum, self._epoch_steps = None, 0
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         masks = batch["mask"]

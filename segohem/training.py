@@ -124,10 +124,11 @@ def train(cfg: DictConfig) -> float | None:
     metric_name = cfg.get("optimized_metric")
     if not metric_name:
         return None
-    if metric_name == "val/mIoU_best" and module.best_val:
+    if metric_name == "val/mIoU_best" and module.best_val.get("mIoU") is not None:
         return module.best_val["mIoU"]
     value = trainer.callback_metrics.get(metric_name)
     if value is None:
-        raise ConfigError(f"optimized_metric={metric_name!r} was never logged; logged metrics: "
-                          f"{sorted(trainer.callback_metrics)}")
+        log.warning("optimized_metric=%r was never logged (no validation ran?); returning "
+                    "None. Logged metrics: %s", metric_name, sorted(trainer.callback_metrics))
+        return None
     return float(value)

@@ -64,7 +64,7 @@ def test_tensorboard_has_scalars_images_and_hparams(trained_run):
     events = EventAccumulator(str(out / "tensorboard"), size_guidance={"images": 0})
     events.Reload()
     scalars = set(events.Tags()["scalars"])
-    expected = {"train/loss_step", "lr", "train/ohem/kept_fraction",
+    expected = {"train/loss", "train/loss_epoch", "lr", "train/ohem/kept_fraction",
                 "train/ohem/fallback", "train/ohem/threshold", "train/ohem/kept_fraction_epoch",
                 "train/ohem/fallback_epoch", "train/ohem/threshold_epoch", "val/mIoU", "val/mAcc",
                 "val/aAcc", "val/mIoU_best", "val/IoU/background", "val/IoU/line"}
@@ -119,3 +119,24 @@ def test_sigkill_mid_epoch_then_resume(tmp_path):
     assert final["epoch"] == 2 and saved_epoch < 2
     assert final["step"] == 3 * 32  # 256 samples / batch 8 = 32 steps per epoch, no repeats
     assert not list(last.parent.glob(".*.tmp"))  # the killed save's temp file was cleaned
+
+
+def test_resume_from_a_file_into_a_new_directory_keeps_the_best_score(tmp_path):
+    first_dir, second_dir = tmp_path / "a", tmp_path / "b"
+    train(compose_train([*TINY, "trainer.max_epochs=2"], first_dir))
+    first_best = json.loads((first_dir / "metrics.json").read_text())["best"]["mIoU"]
+    resumed = compose_train(
+        [*TINY, "trainer.max_epochs=3", f"ckpt_path={first_dir / 'checkpoints' / 'last.ckpt'}"],
+        second_dir)
+    best = train(resumed)
+    assert best >= first_best
+    state = torch.load(second_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    checkpoint_state = next(v for k, v in state["callbacks"].items() if "ModelCheckpoint" in k)
+    assert float(checkpoint_state["best_model_score"]) == pytest.approx(best)
+    assert not list((second_dir / "checkpoints").glob("*-v1.ckpt"))
+
+
+def test_a_run_without_validation_finishes_and_returns_none(tmp_path):
+    cfg = compose_train([*TINY, "trainer.limit_val_batches=0"], tmp_path)
+    assert train(cfg) is None
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()

@@ -1,8 +1,15 @@
 """Lightning callbacks and plugins of the training app."""
 
+from segohem.callbacks.best_checkpoint import BestModelCheckpoint
 from segohem.callbacks.checkpoint_io import AtomicCheckpointIO
 from segohem.callbacks.hparams import HparamsLogger
 from segohem.callbacks.images import SegmentationImageLogger
 from segohem.callbacks.metrics_writer import MetricsWriter
 
-__all__ = ["AtomicCheckpointIO", "HparamsLogger", "MetricsWriter", "SegmentationImageLogger"]
+__all__ = [
+    "AtomicCheckpointIO",
+    "BestModelCheckpoint",
+    "HparamsLogger",
+    "MetricsWriter",
+    "SegmentationImageLogger",
+]

@@ -35,4 +35,5 @@ class HparamsLogger(pl.Callback):
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         for logger in trainer.loggers:
-            logger.log_hyperparams(self.hparams, metrics={self.metric: 0.0})
+            # NaN: registers the metric for the HPARAMS tab without a fake 0 on its chart.
+            logger.log_hyperparams(self.hparams, metrics={self.metric: float("nan")})

@@ -78,7 +78,8 @@ class SegmentationImageLogger(pl.Callback):
         grid = make_grid(tiles, nrow=len(columns), padding=2, pad_value=0.5)
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
-                logger.experiment.add_image("val/samples", grid, trainer.global_step)
+                # Lightning writes validation scalars at global_step - 1 (last train step).
+                logger.experiment.add_image("val/samples", grid, max(trainer.global_step - 1, 0))
 
     @staticmethod
     def _palette(trainer: pl.Trainer, num_classes: int) -> Sequence[Sequence[int]]:
