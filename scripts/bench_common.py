@@ -5,11 +5,31 @@ from __future__ import annotations
 import os
 import platform
 import shlex
+import statistics
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+
+
+@dataclass
+class Result:
+    """Timings of one benchmarked variant, one value per round (ms)."""
+
+    name: str
+    times_ms: list[float] = field(default_factory=list)
+
+    @property
+    def median_ms(self) -> float:
+        return statistics.median(self.times_ms)
+
+    @property
+    def spread_pct(self) -> float:
+        """Interquartile range as a percentage of the median (a noise indicator)."""
+        q1, _, q3 = statistics.quantiles(self.times_ms, n=4)
+        return 100.0 * (q3 - q1) / self.median_ms
 
 
 class LoadMonitor:

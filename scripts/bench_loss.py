@@ -46,7 +46,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import math
-import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -55,6 +54,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from bench_common import LoadMonitor, command_line, device_name, load_note
+from bench_common import Result as TimedResult
 from torch import Tensor
 
 from segohem.losses import BinaryOhemLoss, CrossEntropyLoss, OhemCELoss, TopKCELoss
@@ -204,22 +204,10 @@ def sync_check_losses() -> dict[str, LossFn]:
 
 
 @dataclass
-class Result:
-    """Measurements of one loss."""
+class Result(TimedResult):
+    """Timings of one loss, plus its peak extra CUDA memory."""
 
-    name: str
-    times_ms: list[float]
     peak_mib: float | None = None
-
-    @property
-    def median_ms(self) -> float:
-        return statistics.median(self.times_ms)
-
-    @property
-    def spread_pct(self) -> float:
-        """Interquartile range as a percentage of the median (a noise indicator)."""
-        q1, _, q3 = statistics.quantiles(self.times_ms, n=4)
-        return 100.0 * (q3 - q1) / self.median_ms
 
 
 def step(loss_fn: LossFn, logits: Tensor, labels: Tensor) -> None:

@@ -67,12 +67,19 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from bench_common import LoadMonitor, command_line, device_name, load_note, loadavg
+from bench_common import (
+    LoadMonitor,
+    Result,
+    command_line,
+    device_name,
+    load_note,
+    loadavg,
+)
 from omegaconf import DictConfig, open_dict
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
@@ -287,24 +294,6 @@ def run_segohem(comp: Components, batches: list[Batch], epoch_len: int, warmup: 
 # --------------------------------------------------------------------------------------
 # Statistics and reporting
 # --------------------------------------------------------------------------------------
-
-
-@dataclass
-class Result:
-    """ms/step of one variant, one value per round."""
-
-    name: str
-    times_ms: list[float] = field(default_factory=list)
-
-    @property
-    def median_ms(self) -> float:
-        return statistics.median(self.times_ms)
-
-    @property
-    def spread_pct(self) -> float:
-        """Interquartile range as a percentage of the median (a noise indicator)."""
-        q1, _, q3 = statistics.quantiles(self.times_ms, n=4)
-        return 100.0 * (q3 - q1) / self.median_ms
 
 
 Row = tuple[str, str, str, str, str]
