@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
@@ -19,7 +21,9 @@ class PolyLR(LambdaLR):
         total_steps: number of optimizer steps of the whole run (Lightning's
             ``trainer.estimated_stepping_batches``).
         power: decay exponent (0.9 is the DeepLab / mmsegmentation default).
-        warmup_steps: linear warm-up length in steps (capped at ``total_steps - 1``).
+        warmup_steps: linear warm-up length in steps. A warm-up longer than half the run is
+            shortened to ``total_steps // 2`` with a warning, so short runs (``debug=limit``,
+            smoke tests) still decay.
         warmup_start_factor: fraction of the base rate at step 0.
         min_lr: lower bound of the rate.
     """
@@ -34,7 +38,14 @@ class PolyLR(LambdaLR):
         if warmup_steps < 0 or power <= 0 or min_lr < 0:
             raise ValueError(f"need warmup_steps >= 0, power > 0, min_lr >= 0; got "
                              f"{warmup_steps}, {power}, {min_lr}.")
-        warmup = min(int(warmup_steps), max(int(total_steps) - 1, 0))
+        warmup = int(warmup_steps)
+        if warmup > total_steps // 2:
+            warnings.warn(
+                f"scheduler.warmup_steps={warmup} is more than half of this run's {total_steps} "
+                f"optimizer steps; warming up for {total_steps // 2} steps instead so the rate "
+                f"still decays. Set scheduler.warmup_steps <= {total_steps // 2} to silence this.",
+                UserWarning, stacklevel=2)
+            warmup = total_steps // 2
         decay = max(int(total_steps) - warmup, 1)
         base_lrs = [group["lr"] for group in optimizer.param_groups]
 

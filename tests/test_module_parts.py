@@ -142,3 +142,16 @@ def test_compile_option_trains_and_keeps_plain_checkpoint_keys(tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     state = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
     assert state and not [key for key in state if "_orig_mod" in key]
+
+
+def test_poly_schedule_shortens_a_warmup_longer_than_half_the_run():
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+    with pytest.warns(UserWarning, match=r"warmup_steps=50 is more than half of this run's 20"):
+        schedule = PolyLR(optimizer, total_steps=20, power=1.0, warmup_steps=50)
+    rates = []
+    for _ in range(20):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    assert rates[10] == pytest.approx(1.0)  # warm-up of 10 steps, then decay
+    assert rates[19] == pytest.approx(0.1)
