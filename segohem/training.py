@@ -17,6 +17,12 @@ class ConfigError(ValueError):
 
 def check_config(cfg: DictConfig) -> None:
     """Cross-field checks Hydra cannot do; raises :class:`ConfigError` with the fix."""
+    name = cfg.dataset.get("name", "?")
+    for key, example in (("root", "/data/" + str(name)), ("num_classes", "3"),
+                         ("class_names", "[background,crack,rust]")):
+        if key in list(cfg.dataset) and OmegaConf.is_missing(cfg.dataset, key):
+            raise ConfigError(f"dataset={name} needs dataset.{key}; add e.g. "
+                              f"'dataset.{key}={example}' to the command line.")
     dataset_classes = cfg.dataset.num_classes
     model_classes = cfg.model.get("num_classes", dataset_classes)
     if model_classes != dataset_classes:
@@ -29,6 +35,22 @@ def check_config(cfg: DictConfig) -> None:
     if names is not None and len(names) != dataset_classes:
         raise ConfigError(f"dataset.class_names has {len(names)} names but dataset.num_classes="
                           f"{dataset_classes}: {list(names)}")
+
+
+def _build_dataset(node: DictConfig) -> Any:
+    """Instantiate a dataset; a :class:`~segohem.data.DatasetError` is raised as itself (its
+    message names the file and shows the layout), not wrapped in Hydra's exception."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    from segohem.data import DatasetError
+
+    try:
+        return instantiate(node)
+    except InstantiationException as err:
+        if isinstance(err.__cause__, DatasetError):
+            raise err.__cause__ from None
+        raise
 
 
 def resolve_ckpt_path(ckpt_path: str | None, output_dir: Path) -> str | None:
@@ -97,13 +119,19 @@ def train(cfg: DictConfig) -> float | None:
     optimizer = instantiate(cfg.optimizer)
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
     model = instantiate(cfg.model)
+    train_set, val_set = _build_dataset(cfg.dataset.train_set), _build_dataset(cfg.dataset.val_set)
+    class_names = cfg.dataset.get("class_names") or getattr(train_set, "classes", None)
     datamodule = SegmentationDataModule(
-        train_set=instantiate(cfg.dataset.train_set), val_set=instantiate(cfg.dataset.val_set),
+        train_set=train_set, val_set=val_set,
         batch_size=cfg.dataset.batch_size, num_workers=cfg.dataset.num_workers,
-        pin_memory=cfg.dataset.get("pin_memory"))
+        pin_memory=cfg.dataset.get("pin_memory"),
+        persistent_workers=cfg.dataset.get("persistent_workers", True),
+        drop_last=cfg.dataset.get("drop_last", True),
+        val_batch_size=cfg.dataset.get("val_batch_size"))
     module = SegmentationModule(
         model=model, loss=loss, optimizer=optimizer, scheduler=scheduler,
-        num_classes=cfg.dataset.num_classes, class_names=cfg.dataset.get("class_names"),
+        num_classes=cfg.dataset.num_classes,
+        class_names=list(class_names) if class_names is not None else None,
         ignore_index=cfg.dataset.ignore_index, compile=cfg.compile,
         channels_last=cfg.channels_last)
     run_config = OmegaConf.to_container(cfg, resolve=True)

@@ -34,3 +34,24 @@ def group_options() -> dict[str, list[str]]:
     """Every config group and its options, read from conf/."""
     return {group.name: sorted(p.stem for p in group.glob("*.yaml"))
             for group in sorted(CONF.iterdir()) if group.is_dir() and group.name != "hydra"}
+
+
+def real_dataset_overrides(option: str, data_dir: Path) -> list[str]:
+    """Build a tiny tree of dataset ``option`` (its real layout) in ``data_dir`` and return
+    the overrides that train on it with tiny settings."""
+    import data_trees
+
+    size = (64, 96)
+    root = {
+        "cityscapes": lambda: data_trees.make_cityscapes(data_dir, size=size),
+        "voc": lambda: data_trees.make_voc(data_dir / "VOCdevkit" / "VOC2012", size=size),
+        "ade20k": lambda: data_trees.make_ade20k(data_dir, size=size),
+        "camvid": lambda: data_trees.make_camvid(data_dir, size=size),
+        "folder": lambda: data_trees.make_folder(
+            data_dir, stems=("a", "b", "c", "d"), splits={"train": ["a", "b", "c"],
+                                                          "val": ["d"]}, size=size),
+    }[option]()
+    extra = ["dataset.num_classes=3", "dataset.class_names=[a,b,c]"] if option == "folder" else []
+    return [f"dataset={option}", f"dataset.root={root}", *extra, "dataset.crop_size=[64,64]",
+            "dataset.batch_size=2", "dataset.num_workers=0", "trainer.max_epochs=1",
+            "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 import torch
-from app_helpers import TINY, compose_train, group_options
+from app_helpers import TINY, compose_train, group_options, real_dataset_overrides
 from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError
@@ -22,13 +22,20 @@ def test_every_group_is_present():
 
 @pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
 def test_option_composes_and_instantiates(group, option, tmp_path):
-    cfg = compose_train([f"{group}={option}", *TINY], tmp_path)
+    if group == "dataset" and option != "synthetic":  # a tiny tree in the real layout
+        overrides = real_dataset_overrides(option, tmp_path / "data")
+    else:
+        overrides = [f"{group}={option}", *TINY]
+    cfg = compose_train(overrides, tmp_path)
     check_config(cfg)
     node = cfg.get(group) if group not in ("experiment", "debug") else None
     if group == "dataset":
         item = instantiate(cfg.dataset.train_set)[0]
         assert item["image"].shape[0] == 3 and item["mask"].dtype == torch.int64
-        instantiate(cfg.dataset.val_set)
+        if option != "synthetic":
+            assert item["image"].shape[1:] == (64, 64)  # dataset.crop_size
+        val = instantiate(cfg.dataset.val_set)[0]
+        assert val["image"].shape[1] % 32 == 0 and val["image"].shape[2] % 32 == 0
     elif group == "model":
         model = instantiate(cfg.model).eval()  # eval: ASPP pooling on one image
         with torch.no_grad():

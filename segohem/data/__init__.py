@@ -1,5 +1,14 @@
 """Data: datasets (import-light: only torch and numpy are imported here)."""
 
-from segohem.data.datasets import SyntheticDataset
+from segohem.data.datasets import (
+    ADE20KDataset,
+    CamVidDataset,
+    CityscapesDataset,
+    DatasetError,
+    FolderDataset,
+    SyntheticDataset,
+    VOCDataset,
+)
 
-__all__ = ["SyntheticDataset"]
+__all__ = ["ADE20KDataset", "CamVidDataset", "CityscapesDataset", "DatasetError",
+           "FolderDataset", "SyntheticDataset", "VOCDataset"]

@@ -31,7 +31,9 @@ class SegmentationDataModule(pl.LightningDataModule):
     Args:
         train_set: training dataset (transforms already attached).
         val_set: validation dataset.
-        batch_size: samples per device and step.
+        batch_size: training samples per device and step.
+        val_batch_size: validation samples per device and step (None: ``batch_size``); 1 for
+            datasets whose full-size validation images differ in size (VOC, ADE20K).
         num_workers: DataLoader worker processes (0: load in the main process).
         pin_memory: pin host memory; None: on when the trainer runs on a GPU.
         persistent_workers: keep workers alive between epochs (when num_workers > 0).
@@ -40,14 +42,18 @@ class SegmentationDataModule(pl.LightningDataModule):
 
     def __init__(self, train_set: Dataset, val_set: Dataset, batch_size: int = 8,
                  num_workers: int = 2, pin_memory: bool | None = None,
-                 persistent_workers: bool = True, drop_last: bool = True) -> None:
+                 persistent_workers: bool = True, drop_last: bool = True,
+                 val_batch_size: int | None = None) -> None:
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"dataset.batch_size must be >= 1, got {batch_size}.")
+        if val_batch_size is not None and val_batch_size < 1:
+            raise ValueError(f"dataset.val_batch_size must be >= 1, got {val_batch_size}.")
         if num_workers < 0:
             raise ValueError(f"dataset.num_workers must be >= 0, got {num_workers}.")
         self.train_set, self.val_set = train_set, val_set
         self.batch_size = batch_size
+        self.val_batch_size = val_batch_size or batch_size
         self.num_workers = num_workers
         self.pin_memory = pin_memory
         self.persistent_workers = persistent_workers and num_workers > 0
@@ -61,7 +67,8 @@ class SegmentationDataModule(pl.LightningDataModule):
                     and trainer.accelerator.__class__.__name__ == "CUDAAccelerator")
 
     def _loader(self, dataset: Dataset, train: bool) -> DataLoader:
-        return DataLoader(dataset, batch_size=self.batch_size, shuffle=train,
+        return DataLoader(dataset, batch_size=self.batch_size if train else self.val_batch_size,
+                          shuffle=train,
                           drop_last=train and self.drop_last and len(dataset) > self.batch_size,
                           num_workers=self.num_workers, pin_memory=self._pin(),
                           persistent_workers=self.persistent_workers,

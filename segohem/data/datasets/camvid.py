@@ -1,0 +1,67 @@
+"""CamVid in the common 11-class SegNet layout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from segohem.data.datasets._common import (
+    IGNORE_INDEX,
+    DatasetError,
+    LabelMap,
+    Palette,
+    Sample,
+    SegmentationFolderDataset,
+    missing_files_error,
+    require_dir,
+)
+
+CAMVID_CLASSES = ("sky", "building", "pole", "road", "pavement", "tree", "signsymbol",
+                  "fence", "car", "pedestrian", "bicyclist")
+CAMVID_PALETTE: Palette = (
+    (128, 128, 128), (128, 0, 0), (192, 192, 128), (128, 64, 128), (60, 40, 222),
+    (128, 128, 0), (192, 128, 128), (64, 64, 128), (64, 0, 128), (64, 64, 0), (0, 128, 192),
+)
+
+
+class CamVidDataset(SegmentationFolderDataset):
+    """CamVid, 11 classes; annotation 11 (void / unlabelled) -> 255.
+
+    Args:
+        root: the folder holding ``train/ trainannot/ val/ valannot/ test/ testannot/``.
+        split: ``"train"``, ``"val"`` or ``"test"``.
+        skip_bad: drop bad samples at construction (printed) instead of raising on load.
+    """
+
+    classes = CAMVID_CLASSES
+    palette = CAMVID_PALETTE
+    layout = """  <root>/
+    train/*.png  trainannot/*.png      (same file names; ids 0-10, 11 = void)
+    val/*.png    valannot/*.png
+    test/*.png   testannot/*.png"""
+
+    def __init__(self, root: str, split: str = "train", transform=None,
+                 skip_bad: bool = False) -> None:
+        if split not in ("train", "val", "test"):
+            raise DatasetError(f"CamVidDataset: unknown split {split!r}; choose 'train', "
+                               f"'val' or 'test'.")
+        super().__init__(root, split, transform, skip_bad)
+
+    def _find_samples(self) -> list[Sample]:
+        image_dir = require_dir(self.root / self.split, f"the {self.split} images",
+                                self.layout)
+        mask_dir = require_dir(self.root / f"{self.split}annot",
+                               f"the {self.split} annotations", self.layout)
+        samples = [Sample(p, mask_dir / p.name) for p in sorted(image_dir.glob("*.png"))]
+        missing = [s.mask for s in samples if not s.mask.is_file()]
+        if missing:
+            raise missing_files_error("annotations are", missing)
+        return samples
+
+    def _decode_mask(self, raw: np.ndarray, path: Path) -> np.ndarray:
+        return _IDS(raw, path)
+
+
+_IDS = LabelMap({**{i: i for i in range(11)}, 11: IGNORE_INDEX}, 11,
+                "CamVid (0-10, 11 = void)")

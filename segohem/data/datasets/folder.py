@@ -1,0 +1,173 @@
+"""Any ``images/`` + ``masks/`` folder pair, matched by file stem."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from segohem.data.datasets._common import (
+    IGNORE_INDEX,
+    IMAGE_SUFFIXES,
+    ColourMap,
+    DatasetError,
+    LabelMap,
+    Palette,
+    Sample,
+    SegmentationFolderDataset,
+    missing_files_error,
+    read_id_list,
+)
+
+_ALL = ("all", None)
+
+
+class FolderDataset(SegmentationFolderDataset):
+    """Your own data: images and masks paired by file stem (``a.jpg`` <-> ``a.png``).
+
+    Splits, first match wins:
+
+    1. ``split_file``: a list of stems, one per line (relative to ``root`` or absolute;
+       ``{split}`` in it is replaced by the split name, e.g. ``lists/{split}.txt``);
+    2. ``<root>/splits/<split>.txt``;
+    3. sub-folders ``<images_dir>/<split>/`` and ``<masks_dir>/<split>/``;
+    4. otherwise only ``split="all"`` is accepted (every image).
+
+    Masks are either single-channel class ids (8/16-bit grayscale or palette PNGs, read as
+    indices) or RGB colour masks (``mask_format="color"``, decoded with ``palette``); with
+    ``"auto"`` the file decides. Ids must be class ids ``0..C-1`` or 255 unless ``value_map``
+    maps stored values to class ids (or 255); colours must be in ``palette`` or
+    ``ignore_colors``. Anything else is an error naming the file.
+
+    Args:
+        root: the dataset folder.
+        split: split name (see above) or ``"all"``.
+        classes: class names; their number is the number of classes.
+        images_dir / masks_dir: folder names under ``root``.
+        split_file: optional stem list (see above).
+        palette: RGB colour per class (for colour masks and visualisation); default: a
+            generated palette.
+        value_map: ``{stored value: class id or 255}`` for id masks (e.g. ``{0: 255, 1: 0,
+            2: 1}``, or binary masks stored as 0/255: ``{0: 0, 255: 1}``).
+        ignore_colors: colours of colour masks that mean "ignore".
+        mask_format: ``"auto"``, ``"ids"`` or ``"color"``.
+        skip_bad: drop bad samples at construction (printed) instead of raising on load.
+    """
+
+    layout = """  <root>/
+    images/<name>.{jpg,png,...}        (or images/<split>/...)
+    masks/<name>.png                   class ids (or RGB colours with a palette)
+    splits/<split>.txt                 optional: one <name> per line"""
+
+    def __init__(self, root: str, split: str | None = "all", transform=None, *,
+                 classes: Sequence[str], images_dir: str = "images", masks_dir: str = "masks",
+                 split_file: str | None = None, palette: Sequence[Sequence[int]] | None = None,
+                 value_map: Mapping[int, int] | None = None,
+                 ignore_colors: Sequence[Sequence[int]] = (), mask_format: str = "auto",
+                 skip_bad: bool = False) -> None:
+        classes = tuple(str(c) for c in classes or ())
+        if not classes:
+            raise DatasetError("FolderDataset: give the class names (dataset.class_names / "
+                               "classes=[...]); their number is the number of classes.")
+        if len(classes) >= IGNORE_INDEX:
+            raise DatasetError(f"FolderDataset: at most {IGNORE_INDEX - 1} classes are "
+                               f"supported (255 is the ignore value), got {len(classes)}.")
+        if mask_format not in ("auto", "ids", "color"):
+            raise DatasetError(f"FolderDataset: mask_format must be 'auto', 'ids' or 'color', "
+                               f"got {mask_format!r}.")
+        self.classes = classes
+        if palette is not None:
+            palette = tuple(tuple(int(c) for c in colour) for colour in palette)
+            if len(palette) != len(classes) or any(len(c) != 3 for c in palette):
+                raise DatasetError(f"FolderDataset: palette needs one RGB triple per class "
+                                   f"({len(classes)}), got {list(palette)}.")
+        self.palette: Palette = palette or _generated_palette(len(classes))
+        self.images_dir, self.masks_dir = images_dir, masks_dir
+        self.split_file, self.mask_format = split_file, mask_format
+        try:
+            mapping = ({int(k): int(v) for k, v in value_map.items()} if value_map else
+                       {**{i: i for i in range(len(classes))}, IGNORE_INDEX: IGNORE_INDEX})
+            self._ids = LabelMap(mapping, len(classes),
+                                 "value_map" if value_map else f"class ids 0-{len(classes) - 1}"
+                                 f" and {IGNORE_INDEX}")
+            self._colours = ColourMap(self.palette, ignore_colors,
+                                      "the palette / ignore_colors") \
+                if palette is not None or ignore_colors else None
+        except ValueError as err:
+            raise DatasetError(f"FolderDataset: {err}.") from None
+        super().__init__(root, "all" if split is None else split, transform, skip_bad)
+
+    def _find_samples(self) -> list[Sample]:
+        images_root, masks_root = self.root / self.images_dir, self.root / self.masks_dir
+        for folder in (images_root, masks_root):
+            if not folder.is_dir():
+                raise DatasetError(f"FolderDataset: expected folder {folder} does not exist. "
+                                   f"Expected layout:\n{self.layout}")
+        stems: list[str] | None = None
+        if self.split_file:
+            path = Path(self.split_file.replace("{split}", self.split))
+            stems = read_id_list(path if path.is_absolute() else self.root / path, self.layout)
+        elif (self.root / "splits" / f"{self.split}.txt").is_file():
+            stems = read_id_list(self.root / "splits" / f"{self.split}.txt", self.layout)
+        elif self.split not in _ALL and (images_root / self.split).is_dir():
+            images_root, masks_root = images_root / self.split, masks_root / self.split
+            if not masks_root.is_dir():
+                raise DatasetError(f"FolderDataset: {images_root} exists but {masks_root} "
+                                   f"does not; split sub-folders must exist in both.")
+        elif self.split not in _ALL:
+            raise DatasetError(
+                f"FolderDataset: no split {self.split!r} under {self.root}. Define splits by "
+                f"(1) split_file=<list of names>, (2) {self.root}/splits/{self.split}.txt, or "
+                f"(3) sub-folders {images_root}/{self.split}/ and {masks_root}/{self.split}/; "
+                f"or use split='all' for every image.")
+        images = _by_stem(images_root)
+        masks = _by_stem(masks_root)
+        if stems is None:
+            stems = sorted(images)
+            orphans = sorted(set(masks) - set(images))
+            if orphans:
+                raise missing_files_error("masks have no image", [masks[s] for s in orphans],
+                                          f"(images are looked up in {images_root} by stem)")
+        missing_images = [images_root / f"{s}.*" for s in stems if s not in images]
+        if missing_images:
+            raise missing_files_error("images are", missing_images)
+        missing_masks = [masks_root / f"{s}.png" for s in stems if s not in masks]
+        if missing_masks:
+            raise missing_files_error("masks are", missing_masks,
+                                      f"(masks are looked up in {masks_root} by image stem)")
+        return [Sample(images[s], masks[s]) for s in stems]
+
+    def _decode_mask(self, raw: np.ndarray, path: Path) -> np.ndarray:
+        colour = raw.ndim == 3
+        if self.mask_format == "ids" and colour:
+            raise DatasetError(f"{path}: mask_format='ids' but this mask has colour channels; "
+                               f"use mask_format='color' with a palette.")
+        if self.mask_format == "color" and not colour:
+            raise DatasetError(f"{path}: mask_format='color' but this mask is single-channel.")
+        if colour:
+            if self._colours is None:
+                raise DatasetError(f"{path}: an RGB colour mask, but no palette was given to "
+                                   f"decode it (dataset palette=[[r, g, b], ...] per class).")
+            return self._colours(raw, path)
+        return self._ids(raw, path)
+
+
+def _by_stem(folder: Path) -> dict[str, Path]:
+    files: dict[str, list[Path]] = defaultdict(list)
+    for path in folder.iterdir():
+        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+            files[path.stem].append(path)
+    dupes = {s: p for s, p in files.items() if len(p) > 1}
+    if dupes:
+        shown = "; ".join(", ".join(str(p) for p in sorted(ps)) for ps in dupes.values())
+        raise DatasetError(f"FolderDataset: several files share a stem in {folder}: {shown}. "
+                           f"Images and masks are paired by stem, so stems must be unique.")
+    return {s: p[0] for s, p in files.items()}
+
+
+def _generated_palette(n: int) -> Palette:
+    from segohem.data.datasets.voc import voc_colormap
+
+    return voc_colormap(n)
