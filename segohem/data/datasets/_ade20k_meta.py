@@ -1,8 +1,9 @@
 """ADE20K (SceneParsing, ADEChallengeData2016) class names and palette, as in mmsegmentation's
 ADE20KDataset (source: open-mmlab/mmsegmentation mmseg/datasets/ade.py).
 
-Copied verbatim from ``ADE20KDataset.METAINFO`` (identical at upstream commits 088894bd6167
-and b05a26e2f351), including upstream quirks: index 7 is ``"bed "`` with a trailing space, and
+Copied from ``ADE20KDataset.METAINFO`` (identical at upstream commits 088894bd6167 and
+b05a26e2f351) with one change: upstream's index 7 is ``"bed "`` with a trailing space, here
+``"bed"`` (names become TensorBoard tags and JSON keys). Upstream quirk kept:
 ``(140, 140, 140)`` appears twice in the palette (``"road"`` and ``"skyscraper"``).
 """
 
@@ -10,7 +11,7 @@ __all__ = ["ADE20K_CLASSES", "ADE20K_PALETTE"]
 
 # 150 names; index = train id (annotation value - 1; annotation 0 is "other"/ignored).
 ADE20K_CLASSES: tuple[str, ...] = (
-    "wall", "building", "sky", "floor", "tree", "ceiling", "road", "bed ", "windowpane", "grass",
+    "wall", "building", "sky", "floor", "tree", "ceiling", "road", "bed", "windowpane", "grass",
     "cabinet", "sidewalk", "person", "earth", "door", "table", "mountain", "plant", "curtain",
     "chair", "car", "water", "painting", "sofa", "shelf", "house", "sea", "mirror", "rug", "field",
     "armchair", "seat", "fence", "desk", "rock", "wardrobe", "lamp", "bathtub", "railing",

@@ -101,7 +101,7 @@ class LabelMap:
         return [int(v) for v in np.flatnonzero(self.lut >= 0)]
 
     def __call__(self, raw: np.ndarray, path: Path) -> np.ndarray:
-        """(H, W) integer array of stored values -> int64 (H, W) train ids."""
+        """(H, W) integer array of stored values -> uint8 (H, W) train ids (255 = ignore)."""
         if raw.ndim != 2:
             raise DatasetError(f"{path}: expected a single-channel mask of class ids, got an "
                                f"array of shape {raw.shape} (a colour mask?).")
@@ -111,7 +111,7 @@ class LabelMap:
         mapped = self.lut[raw]
         if (mapped < 0).any():
             raise self._unknown(path, np.unique(raw[mapped < 0]))
-        return mapped.astype(np.int64)
+        return mapped.astype(np.uint8)
 
     def _unknown(self, path: Path, values: np.ndarray) -> DatasetError:
         shown = ", ".join(str(int(v)) for v in values[:20])
@@ -137,7 +137,7 @@ class ColourMap:
         for colour in ignore_colours:
             self.lut.setdefault(_colour_key(colour), IGNORE_INDEX)
         self.keys = np.array(sorted(self.lut), np.int64)
-        self.values = np.array([self.lut[k] for k in self.keys.tolist()], np.int64)
+        self.values = np.array([self.lut[k] for k in self.keys.tolist()], np.uint8)
         self.source = source
 
     def __call__(self, raw: np.ndarray, path: Path) -> np.ndarray:
@@ -243,7 +243,7 @@ class SegmentationFolderDataset(torch.utils.data.Dataset):
         raise NotImplementedError
 
     def _decode_mask(self, raw: np.ndarray, path: Path) -> np.ndarray:
-        """Stored mask values (as :func:`read_mask` returns them) -> int64 (H, W) train ids."""
+        """Stored mask values (as :func:`read_mask` returns them) -> uint8 (H, W) train ids."""
         raise NotImplementedError
 
     # -- loading --------------------------------------------------------------------
@@ -251,11 +251,12 @@ class SegmentationFolderDataset(torch.utils.data.Dataset):
         return len(self.samples)
 
     def load(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        """Checked, untransformed sample ``i``: uint8 (H, W, 3) image, int64 (H, W) mask."""
+        """Checked, untransformed sample ``i``: uint8 (H, W, 3) image and uint8 (H, W) mask
+        of train ids (255 = ignore; uint8 so that OpenCV-based transforms can warp it)."""
         sample = self.samples[i]
         image = read_image(sample.image)
         if sample.mask is None:
-            return image, np.full(image.shape[:2], IGNORE_INDEX, np.int64)
+            return image, np.full(image.shape[:2], IGNORE_INDEX, np.uint8)
         mask = self._decode_mask(read_mask(sample.mask), sample.mask)
         if mask.shape != image.shape[:2]:
             h, w = image.shape[:2]
@@ -268,9 +269,8 @@ class SegmentationFolderDataset(torch.utils.data.Dataset):
         image, mask = self.load(i)
         path = str(self.samples[i].image)
         if self.transform is None:
-            return {"image": image, "mask": mask, "path": path}
-        # uint8 masks go through OpenCV's warps; the ids fit since 255 is the ignore value.
-        out = self.transform(image=image, mask=mask.astype(np.uint8))
+            return {"image": image, "mask": mask.astype(np.int64), "path": path}
+        out = self.transform(image=image, mask=mask)
         return {"image": out["image"], "mask": _as_long_tensor(out["mask"]), "path": path}
 
     def _drop_bad_samples(self) -> None:
