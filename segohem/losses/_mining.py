@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from segohem.losses._distributed import RankSum
 from segohem.losses._select import kth_largest
 from segohem.losses._validate import Count
 
@@ -79,7 +80,8 @@ def resolve_count(spec: Count, n_valid: Tensor, default_divisor: int = 16) -> Te
 
 
 def select_hardest(
-    loss: Tensor, k: Tensor, n_excluded: Tensor, threshold: float | None
+    loss: Tensor, k: Tensor, n_excluded: Tensor, threshold: float | None,
+    reduce: RankSum | None = None, valid: Tensor | None = None,
 ) -> Selection:
     """OHEM selection: pixels with loss above ``threshold``, or the ``k`` largest when
     fewer than ``k`` pass (``threshold=None``: always the ``k`` largest).
@@ -93,10 +95,18 @@ def select_hardest(
         k: ``(G,)`` int64 minimum number of kept pixels, ``0 <= k <= P - n_excluded``.
         n_excluded: ``(G,)`` int64 number of excluded (ignored) pixels per group.
         threshold: loss threshold in nats (>= 0), or None for pure top-k.
+        reduce: mine the union of all ranks' ``loss`` (one group, ``G == 1``): ``k`` then
+            counts over all ranks, the k-th value and the tie share are global, and
+            ``kept`` is this rank's share of the kept weight (so it sums to ``k`` over the
+            ranks in the fallback). Needs ``valid``.
+        valid: ``(G, P)`` bool, the counted pixels (only with ``reduce``).
     """
     loss = loss.detach()
-    k = torch.minimum(k, loss.shape[1] - n_excluded)  # kth_largest needs k <= counted
-    kth = kth_largest(loss, k, n_excluded)
+    if reduce is None:
+        k = torch.minimum(k, loss.shape[1] - n_excluded)  # kth_largest needs k <= counted
+    elif valid is None or loss.shape[0] != 1:
+        raise ValueError("cross-rank selection needs one group and the valid mask")
+    kth = kth_largest(loss, k, n_excluded, reduce)
     if threshold is None:
         fallback = k > 0
         # k == 0: keep nothing (threshold +inf).
@@ -112,6 +122,9 @@ def select_hardest(
     # heaviside(x, v) = 1 for x > 0, v for x == 0, 0 for x < 0; loss - thresh is exactly 0
     # only for equal values (per-pixel CE is never denormal-close to another value).
     weights = torch.heaviside(loss - thresh[:, None], tie_share[:, None])
+    if reduce is not None:
+        local = torch.where(valid, weights, 0.0).sum(1, dtype=torch.float64)
+        return Selection(weights, thresh, fallback, local.to(torch.float32))
     if threshold is None:
         kept = k.to(torch.float32)
     else:
@@ -122,7 +135,8 @@ def select_hardest(
     return Selection(weights, thresh, fallback, kept)
 
 
-def reduce_selected(loss: Tensor, coef: Tensor, coef_sum: Tensor, has_valid: Tensor) -> Tensor:
+def reduce_selected(loss: Tensor, coef: Tensor, coef_sum: Tensor, has_valid: Tensor,
+                    n_groups: Tensor | None = None) -> Tensor:
     """Weighted mean of the kept losses per group, averaged over groups with valid pixels.
 
     ``result = mean_{g: has_valid[g]} sum_p coef[g,p] * loss[g,p] / coef_sum[g]``;
@@ -135,11 +149,13 @@ def reduce_selected(loss: Tensor, coef: Tensor, coef_sum: Tensor, has_valid: Ten
         coef: ``(G, P)`` float32 non-negative, detached: selection x class weight.
         coef_sum: ``(G,)`` float32, ``coef.sum(1)`` (often known without summing).
         has_valid: ``(G,)`` bool.
+        n_groups: the number of groups to average over (default ``has_valid.sum()``; the
+            count over all ranks when the groups are spread over several).
 
     Returns:
         float32 scalar.
     """
-    n_groups = has_valid.sum().clamp_min(1)
+    n_groups = (has_valid.sum() if n_groups is None else n_groups).clamp_min(1)
     scale = torch.where(coef_sum > 0, 1.0 / coef_sum.clamp_min(torch.finfo(torch.float32).tiny),
                         0.0)
     scale = torch.where(has_valid, scale, 0.0) / n_groups
@@ -148,23 +164,36 @@ def reduce_selected(loss: Tensor, coef: Tensor, coef_sum: Tensor, has_valid: Ten
     return ((loss * coef).sum(1) * scale).sum()
 
 
-def mining_stats(selection: Selection, n_valid: Tensor) -> MiningStats:
+def mining_stats(selection: Selection, n_valid: Tensor, reduce: RankSum | None = None,
+                 global_selection: bool = False) -> MiningStats:
     """Summarise a selection as :class:`MiningStats`.
 
     Args:
         selection: the :class:`Selection` of the call.
-        n_valid: ``(G,)`` int64 valid pixels per group.
+        n_valid: ``(G,)`` int64 valid pixels per group (this rank's).
+        reduce: sum across ranks: the statistics then describe all ranks together.
+        global_selection: the selection was made across ranks (one group, see
+            :func:`select_hardest`): its threshold and fallback are already global.
     """
-    has_valid = n_valid > 0
-    n_groups = has_valid.sum().clamp_min(1).to(torch.float32)
-    total_valid = n_valid.sum().to(torch.float32)
-    total_kept = selection.kept.sum()
-    threshold = torch.where(has_valid, selection.threshold, 0.0)
-    fallback = (selection.fallback & has_valid).to(torch.float32)
+    def total(x: Tensor) -> Tensor:
+        return reduce(x) if reduce is not None else x
+
+    total_valid = total(n_valid.sum()).to(torch.float32)
+    total_kept = total(selection.kept.sum())
+    if global_selection:
+        has_valid = (total_valid > 0).reshape(1)
+        n_groups = has_valid.sum().clamp_min(1).to(torch.float32)
+        threshold = torch.where(has_valid, selection.threshold, 0.0).sum()
+        fallback = (selection.fallback & has_valid).to(torch.float32).sum()
+    else:
+        has_valid = n_valid > 0
+        n_groups = total(has_valid.sum()).clamp_min(1).to(torch.float32)
+        threshold = total(torch.where(has_valid, selection.threshold, 0.0).sum())
+        fallback = total((selection.fallback & has_valid).to(torch.float32).sum())
     return MiningStats(
         kept_fraction=(total_kept / total_valid.clamp_min(1.0)).detach(),
-        fallback=(fallback.sum() / n_groups).detach(),
-        threshold=(threshold.sum() / n_groups).detach(),
+        fallback=(fallback / n_groups).detach(),
+        threshold=(threshold / n_groups).detach(),
         valid_pixels=total_valid.detach(),
         kept_pixels=total_kept.detach(),
     )

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from segohem.losses._distributed import RankSum, global_value_local_gradient, rank_sum
 from segohem.losses._mining import MiningStats, mining_stats, reduce_selected, select_hardest
 from segohem.losses._pixel_ce import pixel_cross_entropy
 from segohem.losses._validate import (
@@ -52,6 +53,15 @@ class MiningCrossEntropy(nn.Module):
     mining groups, class weights (``sum w[y] * ce / sum w[y]`` over kept pixels, hardness
     judged on the unweighted CE), zero loss with zero gradients for groups without a
     valid pixel, :class:`MiningStats` of the last call in ``last_stats``.
+
+    Under DDP every rank mines its own shard by default (as every peer toolkit does).
+    ``sync_across_ranks=True`` mines the global batch instead: the valid-pixel count (hence
+    ``n_min``), the hard-pixel count, the fallback's k-th largest loss, the normaliser and the
+    statistics are summed over the ranks (counts and two fixed-size histograms, no pixels),
+    so the loss equals that of one process on the concatenated batch; each rank reports that
+    global value and back-propagates ``world_size`` x its share, which DDP's gradient average
+    turns into the global gradient. With ``per_image=True`` images are mined on their own
+    anyway; the option then makes the mean over images global.
     """
 
     weight: Tensor | None
@@ -62,11 +72,13 @@ class MiningCrossEntropy(nn.Module):
         weight: Sequence[float] | Tensor | None = None,
         per_image: bool = False,
         check_labels: bool = True,
+        sync_across_ranks: bool = False,
     ) -> None:
         super().__init__()
         self.ignore_index = int(ignore_index)
         self.per_image = bool(per_image)
         self.check_labels = bool(check_labels)
+        self.sync_across_ranks = bool(sync_across_ranks)
         self.register_buffer("weight", class_weight_tensor(weight))
         self.last_stats: MiningStats | None = None
 
@@ -78,22 +90,30 @@ class MiningCrossEntropy(nn.Module):
         """Loss threshold in nats above which a pixel is hard, or None for pure top-k."""
         raise NotImplementedError
 
-    def _mine(self, logits: Tensor, labels: Tensor):
-        """Shared forward: checks, per-pixel CE ``(G, P)`` and the selection."""
+    def _mine(self, logits: Tensor, labels: Tensor, reduce: RankSum | None):
+        """Shared forward: checks, per-pixel CE ``(G, P)`` and the selection (across ranks
+        when ``reduce`` is given and images are not mined one by one)."""
         labels = check_logits_labels(logits, labels)
         valid = labels != self.ignore_index
         ce = checked_pixel_cross_entropy(logits, labels, valid, self.ignore_index,
                                          self.check_labels)
         groups = labels.shape[0] if self.per_image else 1
         ce = ce.reshape(groups, -1)
-        n_valid = torch.count_nonzero(valid.reshape(groups, -1), dim=1)
-        selection = select_hardest(ce, self.min_kept(n_valid), ce.shape[1] - n_valid,
-                                   self.loss_threshold())
+        flat_valid = valid.reshape(groups, -1)
+        n_valid = torch.count_nonzero(flat_valid, dim=1)
+        if reduce is not None and not self.per_image:
+            k = self.min_kept(reduce(n_valid))
+            selection = select_hardest(ce, k, ce.shape[1] - n_valid, self.loss_threshold(),
+                                       reduce=reduce, valid=flat_valid)
+        else:
+            selection = select_hardest(ce, self.min_kept(n_valid), ce.shape[1] - n_valid,
+                                       self.loss_threshold())
         return labels, valid, ce, n_valid, selection
 
     def forward(self, logits: Tensor, labels: Tensor) -> Tensor:
         """Args: ``logits (B, C, *spatial)``, ``labels (B, *spatial)``. Returns a float32 scalar."""
-        labels, valid, ce, n_valid, selection = self._mine(logits, labels)
+        reduce = rank_sum(self.sync_across_ranks)
+        labels, valid, ce, n_valid, selection = self._mine(logits, labels, reduce)
         groups = ce.shape[0]
         if self.weight is None:
             coef, coef_sum = selection.weights, selection.kept
@@ -101,8 +121,17 @@ class MiningCrossEntropy(nn.Module):
             pixel_weight = pixel_class_weights(self.weight, labels, valid, logits.shape[1])
             coef = selection.weights * pixel_weight.reshape(groups, -1)
             coef_sum = coef.sum(1)
-        self.last_stats = mining_stats(selection, n_valid)
-        return reduce_selected(ce, coef, coef_sum, n_valid > 0)
+        global_selection = reduce is not None and not self.per_image
+        self.last_stats = mining_stats(selection, n_valid, reduce, global_selection)
+        if reduce is None:
+            return reduce_selected(ce, coef, coef_sum, n_valid > 0)
+        if global_selection:
+            coef_sum = reduce(coef_sum)
+            partial = reduce_selected(ce, coef, coef_sum, coef_sum > 0)
+        else:
+            has_valid = n_valid > 0
+            partial = reduce_selected(ce, coef, coef_sum, has_valid, reduce(has_valid.sum()))
+        return global_value_local_gradient(partial, reduce)
 
     @torch.no_grad()
     def selected_pixels(self, logits: Tensor, labels: Tensor) -> Tensor:
@@ -111,6 +140,8 @@ class MiningCrossEntropy(nn.Module):
         Returns:
             ``(B, *spatial)`` float32 in [0, 1]: 1 for kept pixels, the tie share at the
             boundary, 0 for dropped and ignored pixels. Does not change ``last_stats``.
+            Always mines this process's batch alone (no collective call, so it is safe from
+            rank-0-only code such as image logging).
         """
-        labels, valid, _, _, selection = self._mine(logits.detach(), labels)
+        labels, valid, _, _, selection = self._mine(logits.detach(), labels, None)
         return torch.where(valid, selection.weights.reshape(labels.shape), 0.0)

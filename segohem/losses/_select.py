@@ -18,6 +18,7 @@ sign bit set; its int pattern is clamped to 0 so it ranks equal to ``+0.0``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -85,7 +86,8 @@ def _select_bin(hist: Tensor, k: Tensor) -> tuple[Tensor, Tensor]:
     return chosen, n_above
 
 
-def kth_largest(values: Tensor, k: Tensor, n_excluded: Tensor | None = None) -> KthLargest:
+def kth_largest(values: Tensor, k: Tensor, n_excluded: Tensor | None = None,
+                reduce: Callable[[Tensor], Tensor] | None = None) -> KthLargest:
     """Exact k-th largest value per row, without host-device sync.
 
     Excluded entries (e.g. ignored pixels) must hold ``0.0`` or ``-0.0``; ``n_excluded``
@@ -95,6 +97,9 @@ def kth_largest(values: Tensor, k: Tensor, n_excluded: Tensor | None = None) -> 
         values: ``(G, P)`` float32, non-negative (``-0.0`` counts as ``0.0``).
         k: ``(G,)`` int64 rank per row, ``0 <= k <= P - n_excluded``; 1 is the largest.
         n_excluded: ``(G,)`` int64 number of zero entries per row that do not count.
+        reduce: optional sum across processes (e.g. DDP ranks) applied to both histograms:
+            then each row is ranked as if the rows of all processes were concatenated
+            (``k`` counts over all of them) and every process gets the same result.
 
     Returns:
         :class:`KthLargest` with ``(G,)`` tensors. Ties are reported through
@@ -103,7 +108,7 @@ def kth_largest(values: Tensor, k: Tensor, n_excluded: Tensor | None = None) -> 
     if values.dtype != torch.float32:
         raise TypeError(f"kth_largest expects float32 values, got {values.dtype}")
     groups, pixels = values.shape
-    if groups > 1 and pixels < SORT_BELOW_PIXELS:
+    if groups > 1 and pixels < SORT_BELOW_PIXELS and reduce is None:
         return _kth_largest_by_sort(values.detach(), k, n_excluded)
     bits = values.detach().view(torch.int32).clamp_min(0)
 
@@ -111,6 +116,8 @@ def kth_largest(values: Tensor, k: Tensor, n_excluded: Tensor | None = None) -> 
     hist_hi = _histogram(high, _HI_BINS)
     if n_excluded is not None:
         hist_hi[:, 0] -= n_excluded
+    if reduce is not None:
+        hist_hi = reduce(hist_hi)
     bin_hi, n_above_hi = _select_bin(hist_hi, k)
 
     # Pass 2: low 16 bits of the values inside bin_hi. XOR with the bin's prefix leaves
@@ -123,6 +130,8 @@ def kth_largest(values: Tensor, k: Tensor, n_excluded: Tensor | None = None) -> 
     hist_lo = _histogram(keys, _LO_BINS + _HI_BINS)[:, :_LO_BINS]
     if n_excluded is not None:
         hist_lo[:, 0] -= torch.where(bin_hi == 0, n_excluded, 0)
+    if reduce is not None:
+        hist_lo = reduce(hist_lo)
     bin_lo, n_above_lo = _select_bin(hist_lo, k - n_above_hi)
 
     kth_bits = ((bin_hi << 16) | bin_lo).to(torch.int32)

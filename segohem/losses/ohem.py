@@ -72,6 +72,9 @@ class OhemCELoss(MiningCrossEntropy):
             the per-image losses over the images that have valid pixels.
         check_labels: raise ``ValueError`` for labels outside ``[0, C)`` other than
             ``ignore_index``.
+        sync_across_ranks: under DDP, mine the global batch instead of each rank's shard
+            (``n_min``, fallback and statistics from global counts; see
+            :class:`~segohem.losses._mining_ce.MiningCrossEntropy`).
 
     Attributes:
         last_stats: :class:`~segohem.losses.MiningStats` of the last call (detached).
@@ -85,8 +88,9 @@ class OhemCELoss(MiningCrossEntropy):
         weight: Sequence[float] | Tensor | None = None,
         per_image: bool = False,
         check_labels: bool = True,
+        sync_across_ranks: bool = False,
     ) -> None:
-        super().__init__(ignore_index, weight, per_image, check_labels)
+        super().__init__(ignore_index, weight, per_image, check_labels, sync_across_ranks)
         self.thresh = check_probability(
             "thresh", thresh, hint=" It is the probability of the true class below which a "
             "pixel is hard; typical values are 0.5-0.9.")

@@ -40,6 +40,9 @@ class TopKCELoss(MiningCrossEntropy):
         per_image: mine each image on its own and average over images with valid pixels.
         check_labels: raise ``ValueError`` for labels outside ``[0, C)`` other than
             ``ignore_index``.
+        sync_across_ranks: under DDP, mine the global batch instead of each rank's shard
+            (``n_min``, fallback and statistics from global counts; see
+            :class:`~segohem.losses._mining_ce.MiningCrossEntropy`).
     """
 
     step: Tensor
@@ -52,8 +55,9 @@ class TopKCELoss(MiningCrossEntropy):
         warmup_steps: int = 0,
         per_image: bool = False,
         check_labels: bool = True,
+        sync_across_ranks: bool = False,
     ) -> None:
-        super().__init__(ignore_index, weight, per_image, check_labels)
+        super().__init__(ignore_index, weight, per_image, check_labels, sync_across_ranks)
         self.top_k = check_probability("top_k", top_k,
                                        hint=" It is the fraction of valid pixels kept.")
         if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
