@@ -58,11 +58,14 @@ def read_mask(path: Path) -> np.ndarray:
     """Mask file -> its stored values: (H, W) for grayscale and palette ("P": the palette
     indices, not the colours) masks, (H, W, 3) uint8 for colour masks.
 
-    16-bit grayscale masks keep their values (int32); anything else is an error.
+    16-bit grayscale masks keep their values (int32); 1-bit masks read as 0 / 255 (map them
+    with a ``value_map``); the alpha channel of "LA" / "RGBA" masks is dropped.
     """
     image = _open(path)
     if image.mode in ("L", "P"):
         return np.asarray(image)
+    if image.mode in ("1", "LA"):
+        return np.asarray(image.convert("L"))
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         return np.asarray(image).astype(np.int32)
     if image.mode in ("RGB", "RGBA"):
@@ -288,7 +291,7 @@ class SegmentationFolderDataset(torch.utils.data.Dataset):
         self.skipped = [(str(s.image), e) for s, e in zip(self.samples, errors, strict=True)
                         if e is not None]
         if self.skipped:
-            lines = "\n".join(f"  {path}: {err}" for path, err in self.skipped)
+            lines = "\n".join(f"  {err}" for _, err in self.skipped)  # errors name the file
             print(f"{type(self).__name__} ({self.split}): skipped {len(self.skipped)} bad "
                   f"sample(s) of {len(self.samples)} (skip_bad=True):\n{lines}", flush=True)
         if not keep:
@@ -316,10 +319,19 @@ def require_dir(path: Path, what: str, layout: str) -> Path:
 
 
 def read_id_list(path: Path, layout: str) -> list[str]:
-    """Non-empty, stripped lines of a split list file (e.g. VOC's ImageSets)."""
+    """Sample names of a split list file (e.g. VOC's ImageSets): the first column of each
+    non-empty line; an entry written as a file path (``/JPEGImages/x.jpg``, the common
+    two-column ``train_aug.txt`` format, or ``x.png``) gives its stem."""
     if not path.is_file():
         raise DatasetError(f"split list {path} does not exist. Expected layout:\n{layout}")
-    ids = [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
+    ids = []
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        entry = line.split()[0]
+        if "/" in entry or Path(entry).suffix.lower() in IMAGE_SUFFIXES:
+            entry = Path(entry).stem
+        ids.append(entry)
     if not ids:
         raise DatasetError(f"split list {path} is empty.")
     return ids

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -63,7 +64,8 @@ class FolderDataset(SegmentationFolderDataset):
 
     def __init__(self, root: str, split: str | None = "all", transform=None, *,
                  classes: Sequence[str], images_dir: str = "images", masks_dir: str = "masks",
-                 split_file: str | None = None, palette: Sequence[Sequence[int]] | None = None,
+                 split_file: str | os.PathLike | None = None,
+                 palette: Sequence[Sequence[int]] | None = None,
                  value_map: Mapping[int, int] | None = None,
                  ignore_colors: Sequence[Sequence[int]] = (), mask_format: str = "auto",
                  skip_bad: bool = False) -> None:
@@ -107,7 +109,7 @@ class FolderDataset(SegmentationFolderDataset):
                                    f"Expected layout:\n{self.layout}")
         stems: list[str] | None = None
         if self.split_file:
-            path = Path(self.split_file.replace("{split}", self.split))
+            path = Path(str(self.split_file).replace("{split}", self.split))
             stems = read_id_list(path if path.is_absolute() else self.root / path, self.layout)
         elif (self.root / "splits" / f"{self.split}.txt").is_file():
             stems = read_id_list(self.root / "splits" / f"{self.split}.txt", self.layout)
