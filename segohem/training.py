@@ -37,6 +37,44 @@ def check_config(cfg: DictConfig) -> None:
                           f"{dataset_classes}: {list(names)}")
 
 
+def _is_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def sweep_safe_strategy(strategy: Any) -> str | None:
+    """``"ddp_fork"`` when ``strategy`` is ``"ddp"`` inside a Hydra multirun, else None
+    (keep the configured strategy).
+
+    Lightning's ``ddp`` starts ranks >= 1 by re-running the command line: inside a multirun
+    each child would re-run the whole sweep (a second sweep folder, and with Optuna other
+    hyperparameters than rank 0). Forked ranks share the job's already-composed config
+    instead. Not switched when a cluster (SLURM, torchrun) starts the ranks itself.
+    """
+    if strategy != "ddp" or not _is_multirun():
+        return None
+    from lightning.fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
+
+    if SLURMEnvironment.detect() or TorchElasticEnvironment.detect():
+        return None
+    log.info("Multirun: trainer.strategy=ddp -> ddp_fork (each job forks its ranks, so "
+             "they share its hyperparameters and the sweep is not re-run).")
+    return "ddp_fork"
+
+
+def _saved_metrics(output_dir: Path) -> dict[str, Any]:
+    """``metrics.json`` of the run (written by rank 0), or {} when there is none."""
+    import json
+
+    path = output_dir / "metrics.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 def _build_dataset(node: DictConfig) -> Any:
     """Instantiate a dataset; a :class:`~segohem.data.DatasetError` is raised as itself (its
     message names the file and shows the layout), not wrapped in Hydra's exception."""
@@ -104,7 +142,12 @@ def train(cfg: DictConfig) -> float | None:
     import lightning.pytorch as pl
     from hydra.utils import instantiate
 
-    from segohem.callbacks import AtomicCheckpointIO, HparamsLogger
+    from segohem.callbacks import (
+        AtomicCheckpointIO,
+        HparamsLogger,
+        RankConfigCheck,
+        SkippedStepCounter,
+    )
     from segohem.data.datamodule import SegmentationDataModule
     from segohem.module import SegmentationModule
 
@@ -138,22 +181,29 @@ def train(cfg: DictConfig) -> float | None:
     module.run_config = run_config
 
     callbacks = _instantiate_all(cfg.get("callbacks"))
-    callbacks.append(HparamsLogger(run_config, metric="val/mIoU_best"))
+    callbacks += [HparamsLogger(run_config, metric="val/mIoU_best"),
+                  RankConfigCheck(run_config), SkippedStepCounter()]
     loggers = _instantiate_all(cfg.get("logger"))
+    extra = {}
+    strategy = sweep_safe_strategy(cfg.trainer.get("strategy"))
+    if strategy is not None:
+        extra["strategy"] = strategy
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
-                                      plugins=[AtomicCheckpointIO()])
+                                      plugins=[AtomicCheckpointIO()], **extra)
 
     log.info("Run directory: %s", output_dir)
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
 
-    if trainer.is_global_zero and module.best_val:
-        log.info("Best validation epoch %s:\n%s", module.best_val.get("epoch"),
-                 summary_table(module.best_val, module.class_names))
+    # Under ddp_fork / ddp_spawn the ranks ran in child processes: read rank 0's results.
+    best = module.best_val or _saved_metrics(output_dir).get("best") or {}
+    if trainer.is_global_zero and best:
+        log.info("Best validation epoch %s:\n%s", best.get("epoch"),
+                 summary_table(best, module.class_names))
     metric_name = cfg.get("optimized_metric")
     if not metric_name:
         return None
-    if metric_name == "val/mIoU_best" and module.best_val.get("mIoU") is not None:
-        return module.best_val["mIoU"]
+    if metric_name == "val/mIoU_best" and best.get("mIoU") is not None:
+        return best["mIoU"]
     value = trainer.callback_metrics.get(metric_name)
     if value is None:
         log.warning("optimized_metric=%r was never logged (no validation ran?); returning "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import lightning.pytorch as pl
 from lightning.fabric.utilities.seed import pl_worker_init_function
 from torch.utils.data import DataLoader, Dataset, get_worker_info
@@ -26,7 +28,8 @@ def seed_worker_transform(worker_id: int) -> None:
 class SegmentationDataModule(pl.LightningDataModule):
     """Wraps ready-made datasets whose items are ``{"image", "mask", "path"}`` dicts.
 
-    Under DDP Lightning adds the distributed samplers; ``batch_size`` is per device.
+    Under DDP Lightning adds the distributed training sampler; validation uses an
+    unrepeated one (see :meth:`_val_sampler`); ``batch_size`` is per device.
 
     Args:
         train_set: training dataset (transforms already attached).
@@ -66,9 +69,28 @@ class SegmentationDataModule(pl.LightningDataModule):
         return bool(trainer is not None
                     and trainer.accelerator.__class__.__name__ == "CUDAAccelerator")
 
+    def _val_sampler(self, dataset: Dataset) -> Any:
+        """Under DDP: each validation sample on exactly one rank.
+
+        Lightning's default ``DistributedSampler`` pads the validation set with repeated
+        samples so that every rank gets the same number, which counts those samples twice in
+        a dataset-level confusion matrix. ``UnrepeatedDistributedSampler`` gives ranks
+        uneven shares instead; the metric states are summed once at epoch end, so the
+        2-process mIoU equals the 1-process one exactly. (Nothing in validation may issue a
+        per-step collective: the losses mine per rank in eval mode.)
+        """
+        trainer = self.trainer
+        if trainer is None or trainer.world_size < 2:
+            return None
+        from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+
+        return UnrepeatedDistributedSampler(dataset, num_replicas=trainer.world_size,
+                                            rank=trainer.global_rank, shuffle=False)
+
     def _loader(self, dataset: Dataset, train: bool) -> DataLoader:
+        sampler = None if train else self._val_sampler(dataset)
         return DataLoader(dataset, batch_size=self.batch_size if train else self.val_batch_size,
-                          shuffle=train,
+                          shuffle=train and sampler is None, sampler=sampler,
                           drop_last=train and self.drop_last and len(dataset) > self.batch_size,
                           num_workers=self.num_workers, pin_memory=self._pin(),
                           persistent_workers=self.persistent_workers,

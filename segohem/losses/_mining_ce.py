@@ -61,7 +61,9 @@ class MiningCrossEntropy(nn.Module):
     so the loss equals that of one process on the concatenated batch; each rank reports that
     global value and back-propagates ``world_size`` x its share, which DDP's gradient average
     turns into the global gradient. With ``per_image=True`` images are mined on their own
-    anyway; the option then makes the mean over images global.
+    anyway; the option then makes the mean over images global. It applies in training mode
+    only (``module.train()``); in eval mode each rank mines alone, since validation loops may
+    give ranks different numbers of batches.
     """
 
     weight: Tensor | None
@@ -112,7 +114,8 @@ class MiningCrossEntropy(nn.Module):
 
     def forward(self, logits: Tensor, labels: Tensor) -> Tensor:
         """Args: ``logits (B, C, *spatial)``, ``labels (B, *spatial)``. Returns a float32 scalar."""
-        reduce = rank_sum(self.sync_across_ranks)
+        # Only in training: evaluation loops may give ranks different numbers of batches.
+        reduce = rank_sum(self.sync_across_ranks and self.training)
         labels, valid, ce, n_valid, selection = self._mine(logits, labels, reduce)
         groups = ce.shape[0]
         if self.weight is None:
