@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -13,6 +14,11 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 
 from segohem.metrics import SegmentationMetrics
+
+# Validation metrics are computed from confusion matrices already summed across ranks, so
+# they are identical on every rank; Lightning's hint to sync them again is noise.
+warnings.filterwarnings(
+    "ignore", message=r"It is recommended to use `self\.log\('val/(mIoU|mAcc|aAcc|IoU/)")
 
 OHEM_STATS = ("kept_fraction", "fallback", "threshold")
 """Mining statistics logged under ``train/ohem/`` (step values) and ``..._epoch`` (means)."""
