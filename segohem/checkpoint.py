@@ -1,0 +1,137 @@
+"""Loading a trained model back from a segohem checkpoint (for eval, predict and export).
+
+A checkpoint written by ``segohem-train`` holds, besides Lightning's state, the resolved
+training config, the class names and the validation summaries under ``checkpoint["segohem"]``,
+so the model can be rebuilt without repeating any option.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import pickle
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+log = logging.getLogger(__name__)
+Palette = list[tuple[int, int, int]]
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message names the file and the fix."""
+
+
+@dataclass
+class LoadedModel:
+    """A trained model in eval mode and what is needed to use it."""
+
+    model: nn.Module
+    """``(B, 3, H, W)`` normalised images -> ``(B, C, h, w)`` logits."""
+    config: DictConfig
+    """The resolved training config."""
+    class_names: list[str]
+    palette: Palette
+    ignore_index: int
+    path: Path
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu",
+                    trust: bool = False) -> dict[str, Any]:
+    """``torch.load`` with ``weights_only=True`` (no arbitrary code runs); ``trust=True``
+    allows a full unpickle for checkpoints that need it (only for files you trust)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist.")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=not trust)
+    except pickle.UnpicklingError as err:
+        if trust:
+            raise CheckpointError(f"{path}: cannot unpickle the checkpoint ({err}).") from None
+        raise CheckpointError(
+            f"{path}: the checkpoint holds objects that safe loading (weights_only=True) "
+            f"refuses ({str(err).splitlines()[0]}). If you trust the file, allow a full load "
+            f"with trust_checkpoint=true.") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (truncated or "
+                              f"corrupt? {str(err).splitlines()[0]}).") from None
+
+
+def load_model(path: str | os.PathLike, num_classes: int | None = None,
+               map_location: str | torch.device = "cpu", trust: bool = False) -> LoadedModel:
+    """Rebuild the trained model of a segohem checkpoint.
+
+    Args:
+        path: ``.ckpt`` file written by ``segohem-train`` (``checkpoints/best.ckpt`` ...).
+        num_classes: the number of classes the caller's data has; a checkpoint trained for
+            another number is an error (instead of silently wrong predictions).
+        map_location: where to load the weights.
+        trust: allow a full (pickle) load if safe loading refuses the file.
+    """
+    from hydra.utils import instantiate
+
+    path = Path(path)
+    checkpoint = read_checkpoint(path, map_location, trust)
+    saved = checkpoint.get("segohem") if isinstance(checkpoint, dict) else None
+    if not saved or not saved.get("config") or "state_dict" not in checkpoint:
+        raise CheckpointError(f"{path}: not a segohem training checkpoint (no 'segohem' "
+                              f"config inside); segohem-train writes them under "
+                              f"<run dir>/checkpoints/.")
+    config = OmegaConf.create(saved["config"])
+    class_names = list(saved.get("class_names") or [])
+    trained_classes = int(config.dataset.num_classes)
+    if not class_names:
+        class_names = [f"class_{i}" for i in range(trained_classes)]
+    if num_classes is not None and num_classes != trained_classes:
+        raise CheckpointError(
+            f"{path}: the model was trained for {trained_classes} classes "
+            f"({', '.join(class_names[:6])}{', ...' if trained_classes > 6 else ''}) but the "
+            f"data has {num_classes}. Use a checkpoint trained on this dataset, or evaluate "
+            f"on the dataset it was trained on.")
+    model = instantiate(config.model)
+    state = {k[len("model."):]: v for k, v in checkpoint["state_dict"].items()
+             if k.startswith("model.")}
+    result = model.load_state_dict(state, strict=False)
+    if result.missing_keys:
+        raise CheckpointError(f"{path}: the checkpoint lacks weights of the configured model "
+                              f"({len(result.missing_keys)} tensors, e.g. "
+                              f"{result.missing_keys[:3]}); was it written by another segohem "
+                              f"or model version?")
+    if result.unexpected_keys:  # e.g. encoder stages that build_model now removes
+        log.info("%s: ignored %d checkpoint tensors the model does not use (e.g. %s)", path,
+                 len(result.unexpected_keys), result.unexpected_keys[0])
+    model.to(map_location).eval()
+    return LoadedModel(model=model, config=config, class_names=class_names,
+                       palette=dataset_palette(config, len(class_names)),
+                       ignore_index=int(config.dataset.get("ignore_index", 255)), path=path)
+
+
+def dataset_palette(config: DictConfig, num_classes: int) -> Palette:
+    """The dataset's colours: ``dataset.palette`` of the config, else the dataset class's
+    ``palette``, else generated distinct colours."""
+    from segohem.callbacks.images import default_palette
+
+    palette = config.dataset.get("palette")
+    if palette is None:
+        target = OmegaConf.select(config, "dataset.train_set._target_")
+        if target:
+            module, _, name = str(target).rpartition(".")
+            try:
+                palette = getattr(getattr(importlib.import_module(module), name), "palette", None)
+            except (ImportError, AttributeError):
+                palette = None
+            if not isinstance(palette, (tuple, list)):  # a property of an instance
+                palette = None
+    if palette is None or len(palette) < num_classes:
+        palette = default_palette(num_classes)
+    return [tuple(int(c) for c in colour) for colour in palette][:num_classes]
