@@ -53,6 +53,9 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist.")
+    if not zipfile.is_zipfile(path):  # torch.save's format since 1.6 is a zip archive
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (not a complete zip "
+                              f"archive: truncated or corrupt?).")
     try:
         return torch.load(path, map_location=map_location, weights_only=not trust)
     except pickle.UnpicklingError as err:
