@@ -71,7 +71,9 @@ def drop_unused_encoder_modules(model: nn.Module, in_channels: int = 3) -> int:
             reference = model(probe)
         model.train()
         model.zero_grad(set_to_none=True)
-        model(probe).float().square().mean().backward()
+        # The probe needs autograd even when the caller builds the model under no_grad.
+        with torch.inference_mode(False), torch.enable_grad():
+            model(probe).float().square().mean().backward()
     except Exception as err:  # an odd encoder: keep the model as it is
         log.debug("not pruning the encoder, the probe pass failed: %s", err)
         return 0

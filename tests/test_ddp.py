@@ -107,3 +107,15 @@ def test_default_encoder_has_no_unused_parameters_and_same_output(depth):
     pruned.train()
     pruned(images).sum().backward()
     assert [n for n, p in pruned.named_parameters() if p.grad is None] == []
+
+
+def test_encoder_pruning_also_happens_under_no_grad():
+    with torch.no_grad():
+        quiet = build_model("Unet", "mobilenet_v2", encoder_depth=4,
+                            decoder_channels=[64, 32, 16, 8], num_classes=6)
+    with torch.inference_mode():
+        inference = build_model("Unet", "mobilenet_v2", encoder_depth=4,
+                                decoder_channels=[64, 32, 16, 8], num_classes=6)
+    normal = build_model("Unet", "mobilenet_v2", encoder_depth=4,
+                         decoder_channels=[64, 32, 16, 8], num_classes=6)
+    assert set(quiet.state_dict()) == set(normal.state_dict()) == set(inference.state_dict())
