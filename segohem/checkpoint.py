@@ -101,7 +101,10 @@ def load_model(path: str | os.PathLike, num_classes: int | None = None,
             f"({', '.join(class_names[:6])}{', ...' if trained_classes > 6 else ''}) but the "
             f"data has {num_classes}. Use a checkpoint trained on this dataset, or evaluate "
             f"on the dataset it was trained on.")
-    model = instantiate(config.model)
+    # Normal tensors even if the caller is in inference mode (build_model runs an autograd
+    # probe, and inference tensors cannot be loaded into later for training).
+    with torch.inference_mode(False), torch.enable_grad():
+        model = instantiate(config.model)
     state = {k[len("model."):]: v for k, v in checkpoint["state_dict"].items()
              if k.startswith("model.")}
     result = model.load_state_dict(state, strict=False)
