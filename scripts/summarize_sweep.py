@@ -479,10 +479,10 @@ def _sort_key(value: Any) -> tuple[int, float, str]:
 
 def plot_miou(jobs: Sequence[Job], metric: str, path: Path) -> str:
     """Line plot of mIoU (%) against the threshold (see :func:`plot_axis`); returns the note."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # A bare Figure with the Agg canvas: no pyplot state, no backend switch (safe to call
+    # from a notebook without breaking its inline figures).
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     x_key, note = plot_axis(jobs)
     group_key = "loss.n_min" if x_key != "loss.n_min" else None
@@ -494,7 +494,9 @@ def plot_miou(jobs: Sequence[Job], metric: str, path: Path) -> str:
     numeric = all(_sort_key(x)[0] == 1 for x in x_values)
     position = {format_param(x): (float(x) if numeric else i) for i, x in enumerate(x_values)}
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig = Figure(figsize=(7, 4.5))
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
     groups = sorted({format_param(g): g for _, g, _ in points}.values(), key=_sort_key)
     for index, group in enumerate(groups):
         by_x: dict[float, list[float]] = {}
@@ -524,7 +526,6 @@ def plot_miou(jobs: Sequence[Job], metric: str, path: Path) -> str:
         ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return note
 
 

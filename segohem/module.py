@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
+from segohem.inference import padded_logits
 from segohem.metrics import SegmentationMetrics
 
 # Validation metrics are computed from confusion matrices already summed across ranks, so
@@ -105,8 +106,13 @@ class SegmentationModule(pl.LightningModule):
         return self.model(images)
 
     def logits_for(self, images: Tensor, size: Sequence[int]) -> Tensor:
-        """Logits upsampled (bilinear) to ``size`` = the label ``(H, W)`` when smaller."""
-        logits = self(images)
+        """``(B, C, H', W')`` logits for the label size ``size = (H', W')``.
+
+        The input is zero-padded (the mean colour after normalisation) to a multiple of 32 for
+        the network and the padding is cut off again (:func:`segohem.inference.padded_logits`,
+        the same as ``segohem-eval`` / ``segohem-predict``), so validation images of any size
+        work; logits are upsampled bilinearly when the label is larger than the image."""
+        logits = padded_logits(self, images, 32)
         if tuple(logits.shape[-2:]) != tuple(size):
             logits = F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=False)
         return logits
