@@ -1,4 +1,5 @@
-"""Reporting helpers shared by the benchmark scripts: background load, device, command."""
+"""Helpers shared by the scripts: the composed train config, background load, device,
+command line."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ import shlex
 import statistics
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from omegaconf import DictConfig, open_dict
 
 
 @dataclass
@@ -99,3 +102,15 @@ def device_name(device: torch.device) -> str:
 def command_line() -> str:
     argv = getattr(sys, "orig_argv", None) or ["python", *sys.argv]
     return shlex.join(argv)
+
+
+def compose_config(overrides: Sequence[str], output_dir: Path) -> DictConfig:
+    """The ``train`` config with ``overrides``; ``paths.output_dir`` set to ``output_dir``
+    (``${hydra:runtime.output_dir}`` does not resolve under the compose API)."""
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module(version_base="1.3", config_module="segohem.conf"):
+        cfg = compose("train", overrides=list(overrides))
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(output_dir)
+    return cfg

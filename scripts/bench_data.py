@@ -68,7 +68,7 @@ import shutil
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,8 +76,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from bench_common import LoadMonitor, command_line, device_name, load_note, loadavg
-from omegaconf import DictConfig, open_dict
+from bench_common import (
+    LoadMonitor,
+    command_line,
+    compose_config,
+    device_name,
+    load_note,
+    loadavg,
+)
+from omegaconf import DictConfig
 
 BAR_IMAGES_PER_S = 25.0  # with 8 workers
 BAR_WORKERS = 8
@@ -242,16 +249,6 @@ def write_cityscapes_tree(root: Path, num_images: int, size: tuple[int, int],
 # Config and dataset
 # --------------------------------------------------------------------------------------
 
-
-def compose_config(overrides: Sequence[str], output_dir: Path) -> DictConfig:
-    """The ``train`` config with ``overrides``; ``paths.output_dir`` set to ``output_dir``."""
-    from hydra import compose, initialize_config_module
-
-    with initialize_config_module(version_base="1.3", config_module="segohem.conf"):
-        cfg = compose("train", overrides=list(overrides))
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(output_dir)
-    return cfg
 
 
 def make_dataset(cfg: DictConfig, num_images: int) -> Any:

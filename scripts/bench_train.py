@@ -76,7 +76,7 @@ import statistics
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,11 +86,12 @@ from bench_common import (
     LoadMonitor,
     Result,
     command_line,
+    compose_config,
     device_name,
     load_note,
     loadavg,
 )
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 from step_probe import PARTS, ComputeProbe
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
@@ -109,17 +110,6 @@ VARIANTS = (HAND, SEG_TB, SEG_NOLOG)
 # Setup: config, components, data
 # --------------------------------------------------------------------------------------
 
-
-def compose_config(overrides: Sequence[str], output_dir: Path) -> DictConfig:
-    """The ``train`` config with ``overrides``; ``paths.output_dir`` set to ``output_dir``
-    (``${hydra:runtime.output_dir}`` does not resolve under the compose API)."""
-    from hydra import compose, initialize_config_module
-
-    with initialize_config_module(version_base="1.3", config_module="segohem.conf"):
-        cfg = compose("train", overrides=list(overrides))
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(output_dir)
-    return cfg
 
 
 @dataclass

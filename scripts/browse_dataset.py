@@ -38,24 +38,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, open_dict
+from bench_common import compose_config
+from omegaconf import DictConfig
 
 PAD = 4  # px between tiles and around the grid
 BACKGROUND = (28, 40, 56)  # grid background: dark blue-grey (ignored pixels are white)
 TEXT = (235, 235, 235)
 MAX_LISTED = 12  # classes named per sample in the printout
 
-
-def compose_config(overrides: Sequence[str], output_dir: Path) -> DictConfig:
-    """The ``train`` config with ``overrides``; ``paths.output_dir`` set to ``output_dir``
-    (``${hydra:runtime.output_dir}`` does not resolve under the compose API)."""
-    from hydra import compose, initialize_config_module
-
-    with initialize_config_module(version_base="1.3", config_module="segohem.conf"):
-        cfg = compose("train", overrides=list(overrides))
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(output_dir)
-    return cfg
 
 
 def build_dataset(cfg: DictConfig, split: str, transform: bool) -> Any:

@@ -342,3 +342,13 @@ def missing_files_error(kind: str, missing: Sequence[Path], hint: str = "") -> D
     more = f"\n  ... and {len(missing) - 20} more" if len(missing) > 20 else ""
     return DatasetError(f"{len(missing)} {kind} missing:\n{shown}{more}" +
                         (f"\n{hint}" if hint else ""))
+
+
+def pair_with_masks(images: Iterable[Path], mask_dir: Path, mask_suffix: str) -> list[Sample]:
+    """One sample per image, its mask ``mask_dir / (image stem + mask_suffix)``; a
+    :class:`DatasetError` listing every image whose mask is missing."""
+    samples = [Sample(p, mask_dir / f"{p.stem}{mask_suffix}") for p in images]
+    missing = [s.mask for s in samples if not s.mask.is_file()]
+    if missing:
+        raise missing_files_error("annotations are", missing)
+    return samples

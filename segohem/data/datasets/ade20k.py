@@ -13,7 +13,7 @@ from segohem.data.datasets._common import (
     LabelMap,
     Sample,
     SegmentationFolderDataset,
-    missing_files_error,
+    pair_with_masks,
     require_dir,
 )
 
@@ -52,12 +52,7 @@ class ADE20KDataset(SegmentationFolderDataset):
                                 self.layout)
         mask_dir = require_dir(self.root / "annotations" / folder,
                                f"the {folder} annotations", self.layout)
-        images = sorted(image_dir.glob("*.jpg"))
-        samples = [Sample(p, mask_dir / f"{p.stem}.png") for p in images]
-        missing = [s.mask for s in samples if not s.mask.is_file()]
-        if missing:
-            raise missing_files_error("annotations are", missing)
-        return samples
+        return pair_with_masks(sorted(image_dir.glob("*.jpg")), mask_dir, ".png")
 
     def _decode_mask(self, raw: np.ndarray, path: Path) -> np.ndarray:
         return _REDUCE_ZERO(raw, path)

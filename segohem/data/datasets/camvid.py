@@ -13,7 +13,7 @@ from segohem.data.datasets._common import (
     Palette,
     Sample,
     SegmentationFolderDataset,
-    missing_files_error,
+    pair_with_masks,
     require_dir,
 )
 
@@ -53,11 +53,7 @@ class CamVidDataset(SegmentationFolderDataset):
                                 self.layout)
         mask_dir = require_dir(self.root / f"{self.split}annot",
                                f"the {self.split} annotations", self.layout)
-        samples = [Sample(p, mask_dir / p.name) for p in sorted(image_dir.glob("*.png"))]
-        missing = [s.mask for s in samples if not s.mask.is_file()]
-        if missing:
-            raise missing_files_error("annotations are", missing)
-        return samples
+        return pair_with_masks(sorted(image_dir.glob("*.png")), mask_dir, ".png")
 
     def _decode_mask(self, raw: np.ndarray, path: Path) -> np.ndarray:
         return _IDS(raw, path)
