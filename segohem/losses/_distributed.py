@@ -54,9 +54,3 @@ def global_value_local_gradient(partial: Tensor, reduce: RankSum) -> Tensor:
     scaled = partial * reduce.world_size
     return scaled + (reduce(partial) - scaled.detach())
 
-
-def assert_same_on_ranks(value: torch.Tensor, reduce: RankSum) -> None:  # pragma: no cover
-    """Debug helper: the value must be identical on all ranks (reads back to the host)."""
-    total = reduce(value.to(torch.float64))
-    if not torch.allclose(total, value.to(torch.float64) * reduce.world_size):
-        raise RuntimeError(f"value differs across ranks: {value}")
