@@ -616,7 +616,7 @@ configuration.
 
 The sweep is tiny (6 jobs of 48 × 48 images, 6 epochs each: about a minute and a half on a
 2-core CPU), so differences of a point or two are noise; the *shape* of the result is what to look
-at. For real decisions run longer and over several seeds (`scripts/compare_losses.sh` runs 3)."""),
+at. For real decisions run longer and over several seeds (`scripts/compare_losses.py` runs 3)."""),
     code("""\
 %matplotlib inline
 import json

@@ -255,6 +255,9 @@ def make_dataset(cfg: DictConfig, num_images: int) -> Any:
     """The config's ``train_set``, cut to its first ``num_images`` samples."""
     from hydra.utils import instantiate
 
+    from segohem.data.geometry import resolve_auto_geometry
+
+    resolve_auto_geometry(cfg.dataset)  # dataset.crop_size / scale_range: auto
     dataset = instantiate(cfg.dataset.train_set)
     if num_images < len(dataset.samples):
         dataset.samples = dataset.samples[:num_images]
@@ -590,13 +593,13 @@ def run_benchmark(args: argparse.Namespace, tmp: Path) -> None:
     dataset = make_dataset(cfg, args.num_images)
     if args.root is not None:
         data += f", first {len(dataset)} train images"
-    crop = tuple(cfg.dataset.crop_size)
+    crop, (lo, hi) = tuple(cfg.dataset.crop_size), tuple(cfg.dataset.scale_range)
     import cv2
 
     setup = (f"{data}; {type(dataset).__name__}(mask_type={dataset.mask_type}) + the "
-             f"dataset=cityscapes train_transform ({crop[0]}x{crop[1]} crops, scale x0.5-x2.0, "
-             f"flip, colour jitter, normalise); {args.rounds} interleaved rounds of "
-             f"{args.passes} timed passes per measurement, median images/s; "
+             f"dataset=cityscapes train_transform ({crop[0]}x{crop[1]} crops, "
+             f"scale x{lo:g}-x{hi:g}, flip, colour jitter, normalise); {args.rounds} "
+             f"interleaved rounds of {args.passes} timed passes per measurement, median images/s; "
              f"cv2 threads {cv2.getNumThreads()}, torch threads 1")
     if args.overrides:
         setup += f"; overrides: {' '.join(args.overrides)}"

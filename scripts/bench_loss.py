@@ -57,7 +57,13 @@ from bench_common import LoadMonitor, command_line, device_name, load_note
 from bench_common import Result as TimedResult
 from torch import Tensor
 
-from segohem.losses import BinaryOhemLoss, CrossEntropyLoss, OhemCELoss, TopKCELoss
+from segohem.losses import (
+    BinaryOhemLoss,
+    CrossEntropyLoss,
+    MinorityRectificationLoss,
+    OhemCELoss,
+    TopKCELoss,
+)
 
 IGNORE = 255
 WARMUP_ROUNDS = 2
@@ -163,6 +169,10 @@ def multiclass_losses() -> dict[str, LossFn]:
         "OhemCELoss(0.7, per_image=True)": OhemCELoss(thresh=0.7, per_image=True),
         "OhemCELoss(0.05) [n_min fallback]": OhemCELoss(thresh=0.05),
         "TopKCELoss(0.2)": TopKCELoss(top_k=0.2),
+        "MinorityRectificationLoss(CE) [loss=crl]": MinorityRectificationLoss(
+            CrossEntropyLoss(), alpha=0.5),
+        "MinorityRectificationLoss(OHEM) [loss=ohem_crl]": MinorityRectificationLoss(
+            OhemCELoss(thresh=0.7), alpha=0.5),
         "bisenet-style (re-impl.)": bisenet_style_ohem,
         "mmseg-style (re-impl.)": mmseg_style_ohem,
     }
@@ -182,6 +192,8 @@ def binary_losses(valid: Tensor, target: Tensor) -> dict[str, LossFn]:
         "bce": bce,
         "BinaryOhemLoss()": BinaryOhemLoss(),
         "BinaryOhemLoss(check_labels=False)": BinaryOhemLoss(check_labels=False),
+        "MinorityRectificationLoss(OHEM, check_labels=False)": MinorityRectificationLoss(
+            OhemCELoss(thresh=0.7, check_labels=False), alpha=0.5),
     }
 
 

@@ -52,6 +52,12 @@ def build_dataset(cfg: DictConfig, split: str, transform: bool) -> Any:
     """``dataset.train_set`` or ``dataset.val_set``; without its transform if not ``transform``."""
     from hydra.utils import instantiate
 
+    if split == "train" and transform:  # dataset.crop_size / scale_range: auto
+        from segohem.data.geometry import resolve_auto_geometry
+
+        geometry = resolve_auto_geometry(cfg.dataset)
+        if geometry is not None:
+            print(geometry.describe(), flush=True)
     node = cfg.dataset.train_set if split == "train" else cfg.dataset.val_set
     return instantiate(node) if transform else instantiate(node, transform=None)
 

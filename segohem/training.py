@@ -129,6 +129,55 @@ def summary_table(summary: dict[str, Any], class_names: list[str]) -> str:
         class_names)
 
 
+def _set_loss_class_counts(loss: Any, train_set: Any, num_classes: int,
+                           class_names: Any) -> None:
+    """Give a loss whose weight follows the class imbalance (``MinorityRectificationLoss``
+    with ``alpha=None``) the training set's pixel counts per class; fails before training
+    on an empty or unlabelled training set."""
+    from segohem.data.class_counts import class_pixel_counts, describe_counts
+
+    names = list(class_names) if class_names is not None else [
+        f"class_{i}" for i in range(num_classes)]
+    counts = class_pixel_counts(train_set, num_classes)
+    try:
+        alpha = loss.set_class_counts(counts, names)
+    except ValueError as err:
+        raise ConfigError(f"loss.alpha=null: {err}") from None
+    absent = [n for n, c in zip(names, counts, strict=True) if c == 0]
+    log.info("Training pixels per class: %s -> loss alpha = %.4g", describe_counts(counts, names),
+             alpha)
+    if absent:
+        log.warning("Classes without a single training pixel (left out of the imbalance "
+                    "ratio; they cannot be learned): %s", absent)
+
+
+FALLBACK_DOMINATES = 0.5
+"""Fallback rate from which the end-of-run report says the minimum-count rule dominated."""
+
+
+def mining_report(summary: dict[str, Any], loss: Any) -> str | None:
+    """One line on what decided the pixel selection over the run: the loss threshold or its
+    minimum-count fallback (``summary``: ``SegmentationModule.mining_summary``). None when
+    there is no summary or the loss has no such rule (top-k keeps a fixed fraction)."""
+    from segohem.losses import BinaryOhemLoss, OhemCELoss
+
+    rate = (summary.get("run") or {}).get("fallback_rate")
+    modules = loss.modules() if hasattr(loss, "modules") else ()
+    miner = next((m for m in modules if isinstance(m, (OhemCELoss, BinaryOhemLoss))), None)
+    if rate is None or miner is None:
+        return None
+    dominated = rate >= FALLBACK_DOMINATES
+    if isinstance(miner, OhemCELoss):
+        rule = "n_min fallback"
+        verdict = ("dominated: the threshold rarely kept n_min pixels; raise loss.thresh or "
+                   "lower loss.n_min" if dominated else "the threshold decided")
+    else:
+        rule = "min_neg floor"
+        verdict = ("dominated: neg_ratio x positives was rarely above it; lower loss.min_neg "
+                   "or raise loss.neg_ratio" if dominated else "neg_ratio decided")
+    return f"Mining: {rule} used in {100 * rate:.0f} % of training steps ({verdict})"
+
+
 def _instantiate_all(group: DictConfig | None) -> list[Any]:
     from hydra.utils import instantiate
 
@@ -149,10 +198,12 @@ def train(cfg: DictConfig) -> float | None:
         SkippedStepCounter,
     )
     from segohem.data.datamodule import SegmentationDataModule
+    from segohem.data.geometry import resolve_auto_geometry
     from segohem.module import SegmentationModule
 
     use_hydra_logging()
     check_config(cfg)
+    resolve_auto_geometry(cfg.dataset)  # crop_size / scale_range: auto -> from the images
     output_dir = Path(cfg.paths.output_dir)
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), output_dir)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -164,6 +215,8 @@ def train(cfg: DictConfig) -> float | None:
     model = instantiate(cfg.model)
     train_set, val_set = _build_dataset(cfg.dataset.train_set), _build_dataset(cfg.dataset.val_set)
     class_names = cfg.dataset.get("class_names") or getattr(train_set, "classes", None)
+    if getattr(loss, "needs_class_counts", False):
+        _set_loss_class_counts(loss, train_set, cfg.dataset.num_classes, class_names)
     datamodule = SegmentationDataModule(
         train_set=train_set, val_set=val_set,
         batch_size=cfg.dataset.batch_size, num_workers=cfg.dataset.num_workers,
@@ -199,6 +252,10 @@ def train(cfg: DictConfig) -> float | None:
     if trainer.is_global_zero and best:
         log.info("Best validation epoch %s:\n%s", best.get("epoch"),
                  summary_table(best, module.class_names))
+    mining = module.mining_summary or _saved_metrics(output_dir).get("mining") or {}
+    mining_line = mining_report(mining, loss)
+    if trainer.is_global_zero and mining_line:
+        log.info(mining_line)
     metric_name = cfg.get("optimized_metric")
     if not metric_name:
         return None

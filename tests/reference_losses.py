@@ -154,3 +154,42 @@ def binary_ohem_reference(logits: Tensor, labels: Tensor, neg_ratio: float, min_
     if not results:
         return bce.sum() * 0.0
     return sum(results) / len(results)
+
+
+def crl_reference(logits: Tensor, labels: Tensor, base: Tensor, k: int, rho: float,
+                  margin: float, alpha: float, ignore_index: int = 255) -> Tensor:
+    """MinorityRectificationLoss by the book: Python lists for counts, class order, mining
+    and triplets; torch only for the probabilities (so autograd gives the gradient).
+
+    ``base`` is the base loss value (a tensor with its graph)."""
+    classes = logits.shape[1]
+    prob = F.softmax(logits.float(), dim=1).permute(0, *range(2, logits.dim()), 1)
+    prob = prob.reshape(-1, classes)                       # (N, C), pixel order = labels'
+    rank = F.log_softmax(logits.float(), dim=1).permute(0, *range(2, logits.dim()), 1)
+    rank = rank.reshape(-1, classes).detach().tolist()     # log p ranks the pixels
+    flat = labels.reshape(-1).tolist()
+    valid = [i for i, y in enumerate(flat) if y != ignore_index]
+    counts = [sum(1 for i in valid if flat[i] == c) for c in range(classes)]
+    order = sorted(range(classes), key=lambda c: (counts[c], c))
+    minority, cumulative = set(), 0
+    for c in order:
+        cumulative += counts[c]
+        if cumulative <= rho * len(valid) and counts[c] >= 2:
+            minority.add(c)
+    terms = []
+    for c in sorted(minority):
+        own = [i for i in valid if flat[i] == c]
+        other = [i for i in valid if flat[i] != c]
+        if not other:
+            continue
+        anchors = own  # every class-c pixel is an anchor (the library forms them once)
+        positives = sorted(own, key=lambda i: rank[i][c])[:k]
+        negatives = sorted(other, key=lambda i: -rank[i][c])[:k]
+        triplets = [(a, p, n) for a in anchors for p in positives for n in negatives]
+        a, p, n = (torch.tensor([t[j] for t in triplets]) for j in range(3))
+        pa, pp, pn = prob[a, c], prob[p, c], prob[n, c]
+        # signed distances d(a, x) = p_a - p_x on the class-c score
+        terms.append(torch.relu(margin + (pa - pp) - (pa - pn)).mean())
+    if not terms:
+        return base
+    return alpha * (sum(terms) / len(terms)) + (1.0 - alpha) * base

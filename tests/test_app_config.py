@@ -10,6 +10,7 @@ from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
+from segohem.data.geometry import resolve_auto_geometry
 from segohem.training import ConfigError, check_config, train
 
 OPTIONS = [(group, option) for group, options in group_options().items() for option in options]
@@ -30,6 +31,7 @@ def test_option_composes_and_instantiates(group, option, tmp_path):
     check_config(cfg)
     node = cfg.get(group) if group not in ("experiment", "debug") else None
     if group == "dataset":
+        resolve_auto_geometry(cfg.dataset)  # as segohem-train does (folder: scale_range auto)
         item = instantiate(cfg.dataset.train_set)[0]
         assert item["image"].shape[0] == 3 and item["mask"].dtype == torch.int64
         if option != "synthetic":

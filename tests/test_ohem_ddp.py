@@ -58,6 +58,7 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
             local_fn = factory()  # default: each rank mines alone
             local_loss, _, _ = run(local_fn, logits[shard], labels[shard])
             results[case] = {"loss": loss, "grad": grad, "stats": stats.as_dict(),
+                             "class_valid": stats.class_valid, "class_kept": stats.class_kept,
                              "local_loss": local_loss}
         torch.save(results, f"{out_dir}/rank{rank}.pt")
     finally:
@@ -85,6 +86,9 @@ def test_global_mining_equals_one_process_on_the_concatenated_batch(rank_results
         for key, value in stats.as_dict().items():
             torch.testing.assert_close(res["stats"][key], value, rtol=1e-6, atol=1e-6,
                                        msg=f"{case}: stats {key}")
+        # The per-class counts are summed over the ranks too.
+        torch.testing.assert_close(res["class_valid"], stats.class_valid, rtol=0, atol=0)
+        torch.testing.assert_close(res["class_kept"], stats.class_kept, rtol=1e-6, atol=1e-5)
 
 
 def test_per_rank_mining_differs_without_the_option(rank_results):

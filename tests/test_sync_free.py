@@ -54,6 +54,10 @@ def test_compiles_to_one_graph_and_matches_eager(name, factory, binary):
         value, grad = value_and_grad(compiled, logits, labels)
         torch.testing.assert_close(value, eager_value, rtol=1e-6, atol=1e-7)
         torch.testing.assert_close(grad, eager_grad, rtol=1e-6, atol=1e-8)
+        stats, eager_stats = (getattr(f, "last_stats", None) for f in (compiled_fn, eager_fn))
+        if stats is not None:  # the per-class counts are in the graph too
+            torch.testing.assert_close(stats.class_valid, eager_stats.class_valid)
+            torch.testing.assert_close(stats.class_kept, eager_stats.class_kept)
     stats = getattr(compiled_fn, "last_stats", None)
     if stats is not None:
         assert torch.isfinite(stats.kept_fraction)

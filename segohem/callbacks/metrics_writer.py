@@ -1,4 +1,5 @@
-"""``metrics.json``: last and best validation metrics, per-class IoU by class name."""
+"""``metrics.json``: last and best validation metrics, per-class IoU by class name, and the
+mining summary."""
 
 from __future__ import annotations
 
@@ -10,21 +11,36 @@ import lightning.pytorch as pl
 
 
 class MetricsWriter(pl.Callback):
-    """After every validation (rank 0), writes ``{"last": ..., "best": ...}`` where each is
-    the ``SegmentationModule`` summary (epoch, step, mIoU, mAcc, aAcc, IoU and Acc by
-    class name; null for classes absent from both prediction and ground truth).
+    """After every validation and at the end of training (rank 0), writes
+    ``{"last": ..., "best": ...}`` where each is the ``SegmentationModule`` summary (epoch,
+    step, mIoU, mAcc, aAcc, IoU and Acc by class name; null for classes absent from both
+    prediction and ground truth), plus ``"mining"`` (the module's ``mining_summary``: fallback
+    rate and per-class kept ratios of the last epoch and of the whole run) for losses that
+    report mining statistics. ``last`` / ``best`` are ``{}`` when no validation ran.
     Written atomically (temporary file + rename)."""
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking or not trainer.is_global_zero:
+        if not trainer.sanity_checking:
+            self._write(trainer, pl_module)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # The last epoch's mining statistics are summed after its validation.
+        self._write(trainer, pl_module)
+
+    def _write(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.is_global_zero:
             return
         last, best = getattr(pl_module, "last_val", {}), getattr(pl_module, "best_val", {})
-        if not last:
+        mining = getattr(pl_module, "mining_summary", {})
+        if not last and not mining:
             return
+        data = {"last": last, "best": best}
+        if mining:
+            data["mining"] = mining
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f".{self.path.name}.tmp")
-        tmp.write_text(json.dumps({"last": last, "best": best}, indent=2) + "\n")
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
         os.replace(tmp, self.path)

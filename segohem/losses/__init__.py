@@ -1,10 +1,12 @@
 """Segmentation losses: OHEM cross-entropy, bootstrapped (top-k) CE, binary OHEM, NaN-safe
-plain CE and weighted sums of losses (for SMP's Dice / Focal / Lovasz terms)."""
+plain CE, minority-class rectification (CRL) and weighted sums of losses (for SMP's Dice /
+Focal / Lovasz terms)."""
 
 from segohem.losses._mining import MiningStats
 from segohem.losses.binary import BinaryOhemLoss
 from segohem.losses.ce import CrossEntropyLoss
 from segohem.losses.compose import WeightedSumLoss
+from segohem.losses.crl import MinorityRectificationLoss, RectificationStats
 from segohem.losses.ohem import OhemCELoss
 from segohem.losses.topk import TopKCELoss
 
@@ -12,7 +14,9 @@ __all__ = [
     "BinaryOhemLoss",
     "CrossEntropyLoss",
     "MiningStats",
+    "MinorityRectificationLoss",
     "OhemCELoss",
+    "RectificationStats",
     "TopKCELoss",
     "WeightedSumLoss",
 ]

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from segohem.losses._distributed import RankSum
-from segohem.losses._select import kth_largest
+from segohem.losses._select import _histogram, kth_largest
 from segohem.losses._validate import Count
 
 
@@ -35,10 +35,18 @@ class MiningStats:
     """Number of non-ignored pixels in the call."""
     kept_pixels: Tensor
     """Number of kept pixels (tied boundary pixels count fractionally)."""
+    class_valid: Tensor | None = None
+    """``(C,)`` float32 valid (non-ignored) pixels of each class in the call; sums to
+    ``valid_pixels``. None for a loss that does not report classes."""
+    class_kept: Tensor | None = None
+    """``(C,)`` float32 kept weight of each class (tied boundary pixels count fractionally);
+    sums to ``kept_pixels``. None for a loss that does not report classes."""
 
     def as_dict(self, prefix: str = "") -> dict[str, Tensor]:
-        """The statistics keyed ``prefix + name``, e.g. for ``LightningModule.log_dict``."""
-        return {prefix + key: value for key, value in vars(self).items()}
+        """The scalar statistics keyed ``prefix + name``, e.g. for
+        ``LightningModule.log_dict`` (the per-class vectors are left out)."""
+        return {prefix + key: value for key, value in vars(self).items()
+                if value is not None and value.dim() == 0}
 
 
 @dataclass(frozen=True)
@@ -57,6 +65,9 @@ class Selection:
     """``(G,)`` bool, True where the top-k rule decided instead of the threshold."""
     kept: Tensor
     """``(G,)`` float32 number of kept pixels (``k`` in the fallback, else the hard count)."""
+    tie_share: Tensor
+    """``(G,)`` float32 weight of the pixels equal to ``threshold`` (0 outside the fallback):
+    every weight in ``weights`` is 0, 1 or this value."""
 
 
 def resolve_count(spec: Count, n_valid: Tensor, default_divisor: int = 16) -> Tensor:
@@ -124,7 +135,7 @@ def select_hardest(
     weights = torch.heaviside(loss - thresh[:, None], tie_share[:, None])
     if reduce is not None:
         local = torch.where(valid, weights, 0.0).sum(1, dtype=torch.float64)
-        return Selection(weights, thresh, fallback, local.to(torch.float32))
+        return Selection(weights, thresh, fallback, local.to(torch.float32), tie_share)
     if threshold is None:
         kept = k.to(torch.float32)
     else:
@@ -132,7 +143,7 @@ def select_hardest(
         # exact hard-pixel count. Excluded pixels hold 0 <= threshold, so they are 0.
         n_hard = weights.sum(1, dtype=torch.float64).to(torch.float32)
         kept = torch.where(fallback, k.to(torch.float32), n_hard)
-    return Selection(weights, thresh, fallback, kept)
+    return Selection(weights, thresh, fallback, kept, tie_share)
 
 
 def reduce_selected(loss: Tensor, coef: Tensor, coef_sum: Tensor, has_valid: Tensor,
@@ -164,8 +175,49 @@ def reduce_selected(loss: Tensor, coef: Tensor, coef_sum: Tensor, has_valid: Ten
     return ((loss * coef).sum(1) * scale).sum()
 
 
+_WEIGHT_EXPONENTS = 128
+"""Values of the float32 exponent field of a weight in ``[0, 1]``: 0 (weight 0) to 127 (1)."""
+
+
+def class_counts(selection: Selection, labels: Tensor, valid: Tensor, num_classes: int,
+                 reduce: RankSum | None = None) -> tuple[Tensor, Tensor]:
+    """Valid pixels and kept weight of each class: ``(class_valid, class_kept)``.
+
+    One integer histogram over the pixels, no sync. A weight is 0, 1 or its group's
+    ``tie_share`` (in (0, 1), at least ``2**-31``, so never denormal), and its float32
+    exponent field tells which: 0, 127, or in between. Each pixel goes to bin
+    ``exponent * (C + 1) + class`` of its group, pixels that are not counted to class ``C``
+    of exponent 0. The counts are integers (the result does not depend on the order of the
+    device's atomic adds), and the kept weight of a class is ``whole + tie_share * tied``.
+
+    Args:
+        selection: the :class:`Selection` of ``(G, P)`` pixels.
+        labels: ``(G, P)`` integer classes in ``[0, C)`` where ``valid``; anything elsewhere.
+        valid: ``(G, P)`` bool, the counted pixels.
+        num_classes: ``C``.
+        reduce: sum across ranks.
+
+    Returns:
+        Two ``(C,)`` float32 tensors.
+    """
+    bins = num_classes + 1
+    exponent = selection.weights.view(torch.int32) >> 23  # weights are >= +0.0
+    keys = labels.to(torch.int32, copy=True).add_(exponent, alpha=bins)
+    # (keys - C) * valid + C: integer arithmetic is cheaper than a masked fill on CPU.
+    keys.sub_(num_classes).mul_(valid.to(torch.int32)).add_(num_classes)
+    hist = _histogram(keys, _WEIGHT_EXPONENTS * bins)
+    hist = hist.view(-1, _WEIGHT_EXPONENTS, bins)[..., :num_classes].to(torch.float64)
+    tied = hist[:, 1:-1].sum(1) * selection.tie_share.to(torch.float64)[:, None]
+    both = torch.stack([hist.sum((0, 1)), (hist[:, -1] + tied).sum(0)])
+    if reduce is not None:
+        both = reduce(both)
+    both = both.to(torch.float32)
+    return both[0], both[1]
+
+
 def mining_stats(selection: Selection, n_valid: Tensor, reduce: RankSum | None = None,
-                 global_selection: bool = False) -> MiningStats:
+                 global_selection: bool = False, labels: Tensor | None = None,
+                 valid: Tensor | None = None, num_classes: int = 0) -> MiningStats:
     """Summarise a selection as :class:`MiningStats`.
 
     Args:
@@ -174,6 +226,9 @@ def mining_stats(selection: Selection, n_valid: Tensor, reduce: RankSum | None =
         reduce: sum across ranks: the statistics then describe all ranks together.
         global_selection: the selection was made across ranks (one group, see
             :func:`select_hardest`): its threshold and fallback are already global.
+        labels, valid, num_classes: ``(G, P)`` classes, ``(G, P)`` counted pixels and ``C``:
+            fill ``class_valid`` / ``class_kept`` (see :func:`class_counts`); without
+            ``labels`` they stay None.
     """
     def total(x: Tensor) -> Tensor:
         return reduce(x) if reduce is not None else x
@@ -190,10 +245,15 @@ def mining_stats(selection: Selection, n_valid: Tensor, reduce: RankSum | None =
         n_groups = total(has_valid.sum()).clamp_min(1).to(torch.float32)
         threshold = total(torch.where(has_valid, selection.threshold, 0.0).sum())
         fallback = total((selection.fallback & has_valid).to(torch.float32).sum())
+    per_class = {}
+    if labels is not None and valid is not None:
+        class_valid, class_kept = class_counts(selection, labels, valid, num_classes, reduce)
+        per_class = {"class_valid": class_valid, "class_kept": class_kept}
     return MiningStats(
         kept_fraction=(total_kept / total_valid.clamp_min(1.0)).detach(),
         fallback=(fallback / n_groups).detach(),
         threshold=(threshold / n_groups).detach(),
         valid_pixels=total_valid.detach(),
         kept_pixels=total_kept.detach(),
+        **per_class,
     )

@@ -52,7 +52,8 @@ class MiningCrossEntropy(nn.Module):
     Shared behaviour: shape / label checks, float32 computation, per-batch or per-image
     mining groups, class weights (``sum w[y] * ce / sum w[y]`` over kept pixels, hardness
     judged on the unweighted CE), zero loss with zero gradients for groups without a
-    valid pixel, :class:`MiningStats` of the last call in ``last_stats``.
+    valid pixel, :class:`MiningStats` of the last call in ``last_stats`` (with the per-class
+    ``class_valid`` / ``class_kept``).
 
     Under DDP every rank mines its own shard by default (as every peer toolkit does).
     ``sync_across_ranks=True`` mines the global batch instead: the valid-pixel count (hence
@@ -125,7 +126,9 @@ class MiningCrossEntropy(nn.Module):
             coef = selection.weights * pixel_weight.reshape(groups, -1)
             coef_sum = coef.sum(1)
         global_selection = reduce is not None and not self.per_image
-        self.last_stats = mining_stats(selection, n_valid, reduce, global_selection)
+        self.last_stats = mining_stats(selection, n_valid, reduce, global_selection,
+                                       labels.reshape(groups, -1), valid.reshape(groups, -1),
+                                       logits.shape[1])
         if reduce is None:
             return reduce_selected(ce, coef, coef_sum, n_valid > 0)
         if global_selection:

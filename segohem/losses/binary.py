@@ -45,7 +45,8 @@ class BinaryOhemLoss(nn.Module):
     Attributes:
         last_stats: :class:`~segohem.losses.MiningStats` of the last call; ``fallback``
             is 1 where the ``min_neg`` floor (not ``neg_ratio``) set the negative count,
-            ``threshold`` is the smallest kept negative loss.
+            ``threshold`` is the smallest kept negative loss; ``class_valid`` /
+            ``class_kept`` are ``[negatives, positives]``.
     """
 
     def __init__(
@@ -141,5 +142,8 @@ class BinaryOhemLoss(nn.Module):
             threshold=((neg_threshold * has_valid).sum() / n_groups).detach(),
             valid_pixels=total_valid.detach(),
             kept_pixels=total_kept.detach(),
+            # Class 0 = negatives, 1 = positives (exact: the kept counts are k per side).
+            class_valid=torch.stack([n_neg.sum(), n_pos.sum()]).to(torch.float32).detach(),
+            class_kept=torch.stack([kept_neg.sum(), kept_pos.sum()]).detach(),
         )
         return loss

@@ -268,6 +268,14 @@ class SegmentationFolderDataset(torch.utils.data.Dataset):
                 f"{sample.image} is {w}x{h}; image and mask must have the same size.")
         return image, mask
 
+    def load_mask(self, i: int) -> np.ndarray:
+        """Checked uint8 (H, W) train-id mask of sample ``i`` without decoding the image
+        (all 255 for a sample without a mask)."""
+        sample = self.samples[i]
+        if sample.mask is None:
+            return self.load(i)[1]
+        return self._decode_mask(read_mask(sample.mask), sample.mask)
+
     def __getitem__(self, i: int) -> dict[str, Any]:
         image, mask = self.load(i)
         path = str(self.samples[i].image)

@@ -1,0 +1,292 @@
+"""Minority-class rectification: a class-level triplet loss on hard pixels of rare classes.
+
+Dong, Gong and Zhu, *Imbalanced Deep Learning by Minority Class Incremental
+Rectification* (TPAMI 2019, arXiv 1804.10851), adapted from images to pixels.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from segohem.losses._mining import MiningStats
+from segohem.losses._validate import check_logits_labels
+
+
+@dataclass(frozen=True)
+class RectificationStats:
+    """Statistics of one rectification call, detached float32 scalars."""
+
+    minority_classes: Tensor
+    """Number of classes rectified in the batch (minority and with >= 1 hard negative)."""
+    rectification: Tensor
+    """The rectification (triplet) loss; 0 when no class qualified."""
+    active_triplets: Tensor
+    """Fraction of the (hard positive, hard negative) comparisons that violate the margin."""
+    alpha: Tensor
+    """Weight of the rectification term in this call (0 when no class qualified)."""
+
+    def as_dict(self, prefix: str = "") -> dict[str, Tensor]:
+        """The statistics keyed ``prefix + name``, e.g. for ``LightningModule.log_dict``."""
+        return {prefix + key: value for key, value in vars(self).items()}
+
+
+def _check_unit(name: str, value: float, *, low_open: bool) -> float:
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    if ok:
+        ok = (0.0 < value <= 1.0) if low_open else (0.0 <= value <= 1.0)
+    if not ok:
+        interval = "(0, 1]" if low_open else "[0, 1]"
+        raise ValueError(f"{name} must be a number in {interval}, got {value!r}.")
+    return float(value)
+
+
+def minority_classes(counts: Tensor, rho: float) -> Tensor:
+    """Which classes of a batch are *minority* classes (sync-free).
+
+    Classes are taken in increasing order of their pixel count (ties: lower class id
+    first) while the cumulative count stays ``<= rho * valid``; of those, classes with
+    fewer than 2 pixels are dropped (absent classes count 0 and never qualify).
+
+    Args:
+        counts: ``(C,)`` int64 valid pixels per class.
+        rho: fraction of the valid pixels the minority classes may cover together.
+
+    Returns:
+        ``(C,)`` bool.
+    """
+    order = torch.sort(counts, stable=True).indices
+    cumulative = counts[order].cumsum(0).to(torch.float64)
+    limit = rho * counts.sum().to(torch.float64)
+    within = torch.zeros_like(counts, dtype=torch.bool).scatter(0, order, cumulative <= limit)
+    return within & (counts >= 2)
+
+
+def _top_k_over_batch(score: Tensor, k: int) -> Tensor:
+    """Flat pixel indices ``(C, k)`` into ``(B * P)`` of the ``k <= B * P`` largest entries of
+    each class of ``score (B, C, P)`` over all images (top-k per image and class, merged)."""
+    batch, classes, pixels = score.shape
+    values, index = score.topk(min(k, pixels), dim=2)                         # (B, C, k')
+    index = index + (torch.arange(batch, device=score.device) * pixels)[:, None, None]
+    values, index = values.transpose(0, 1).reshape(classes, -1), index.transpose(0, 1)
+    best = values.topk(k, dim=1).indices
+    return index.reshape(classes, -1).gather(1, best)
+
+
+class MinorityRectificationLoss(nn.Module):
+    """``alpha * rectification + (1 - alpha) * base``: a base loss plus the class
+    rectification loss (CRL) of Dong et al. on the minority classes of each batch.
+
+    Per batch, over the valid pixels (``labels != ignore_index``):
+
+    * **minority classes**: the least frequent classes present, in increasing order of
+      pixel count, while their cumulative count stays ``<= rho * valid`` (see
+      :func:`minority_classes`); only classes with at least 2 pixels and at least one
+      pixel of another class are rectified;
+    * for each minority class ``c`` with probabilities ``p_c = softmax(logits)[c]``:
+      **hard positives** are the ``k`` class-``c`` pixels with the lowest ``p_c`` and **hard
+      negatives** the ``k`` pixels of other classes with the highest ``p_c``;
+    * relative comparisons with margin ``m``: for an anchor ``a`` (any class-``c`` pixel),
+      a hard positive ``+`` and a hard negative ``-``, the triplet term is
+      ``max(0, m + d(a, +) - d(a, -))`` with the *signed* distance ``d(a, x) = p_a - p_x``
+      on the class-``c`` score. On this one-dimensional, ordered score a negative that
+      scores *above* the anchor is the worst case, and the signed distance treats it so;
+      the paper's ``|p_a - p_x|`` (made for feature spaces) would instead push such a
+      negative further *up* and pull a positive that outranks the anchor *down* — exactly
+      the state of a rare class that is not learned yet, and of a class with fewer than
+      ``2k`` pixels, whose anchors and hard positives overlap. With signed distances the
+      anchor cancels (``m + p_- - p_+``), so every anchor of the class gives the same
+      ``k^2`` (hard positive, hard negative) terms: they are formed once, at ``O(C k^2)``
+      cost whatever the batch size, instead of ``k^2`` per anchor. Class ``c``'s term is
+      their mean (fewer than ``k^2`` pairs when the class or its negatives have fewer than
+      ``k`` pixels); the rectification loss is the mean over the rectified classes.
+
+    ``total = alpha * rectification + (1 - alpha) * base`` when at least one class is
+    rectified, and exactly ``base`` otherwise (never NaN). ``alpha`` is given, or
+    ``eta * imbalance`` where ``imbalance`` is the training set's smallest / largest class
+    pixel count (the paper's rule; see :meth:`set_class_counts`, which the training app
+    calls with the training set's counts).
+
+    Shapes: ``logits (B, C, *spatial)`` any float dtype (computed in float32, AMP safe),
+    ``labels (B, *spatial)`` class ids or ``ignore_index``; returns a float32 scalar. No
+    host-device sync (``k`` is a static int: every per-class top-k has a fixed size; the
+    class selection is masks and ``torch.where``), except the base loss's optional label
+    check. Ties among probabilities may pick different pixels, with the same value.
+
+    Args:
+        base: the base loss, e.g. :class:`~segohem.losses.CrossEntropyLoss` or
+            :class:`~segohem.losses.OhemCELoss` (called with the same inputs).
+        k: hard positives and hard negatives per class (int >= 1).
+        rho: fraction of the valid pixels the minority classes may cover, in (0, 1].
+        margin: triplet margin ``m`` on probabilities (>= 0).
+        alpha: weight of the rectification term in [0, 1], or None to use ``eta``.
+        eta: with ``alpha=None``, ``alpha = min(1, eta * imbalance)`` (>= 0).
+        ignore_index: label value that is never counted.
+
+    Attributes:
+        last_stats: the base loss's :class:`~segohem.losses.MiningStats` (None if it has none).
+        last_rectification: :class:`RectificationStats` of the last call.
+    """
+
+    imbalance: Tensor
+
+    def __init__(self, base: nn.Module, k: int = 32, rho: float = 0.5, margin: float = 0.5,
+                 alpha: float | None = None, eta: float = 0.01,
+                 ignore_index: int = 255) -> None:
+        super().__init__()
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+            raise ValueError(f"k must be an int >= 1 (pixels mined per class), got {k!r}.")
+        self.k = int(k)
+        self.rho = _check_unit("rho", rho, low_open=True)
+        if (isinstance(margin, bool) or not isinstance(margin, numbers.Real)
+                or not math.isfinite(margin) or margin < 0):
+            raise ValueError(f"margin must be a finite number >= 0, got {margin!r}.")
+        self.margin = float(margin)
+        self.alpha = None if alpha is None else _check_unit("alpha", alpha, low_open=False)
+        if (isinstance(eta, bool) or not isinstance(eta, numbers.Real)
+                or not math.isfinite(eta) or eta < 0):
+            raise ValueError(f"eta must be a finite number >= 0, got {eta!r}.")
+        self.eta = float(eta)
+        self.ignore_index = int(ignore_index)
+        self.base = base
+        # Saved in checkpoints, so a resumed run keeps the alpha it started with.
+        self.register_buffer("imbalance", torch.tensor(float("nan"), dtype=torch.float64))
+        self.last_rectification: RectificationStats | None = None
+
+    @property
+    def needs_class_counts(self) -> bool:
+        """True while ``alpha`` must still come from the training set's class counts."""
+        return self.alpha is None and bool(torch.isnan(self.imbalance))
+
+    def set_class_counts(self, counts: Sequence[int] | Tensor,
+                         class_names: Sequence[str] | None = None) -> float:
+        """Set ``imbalance`` = smallest / largest pixel count over the classes present.
+
+        Classes without any pixel are left out of the ratio (their IoU cannot be learned
+        anyway); the caller should warn about them.
+
+        Args:
+            counts: ``(C,)`` training pixel counts per class.
+            class_names: for the error message.
+
+        Returns:
+            The resulting ``alpha``.
+
+        Raises:
+            ValueError: no class has a pixel (an empty or all-ignore training set).
+        """
+        counts = torch.as_tensor(counts, dtype=torch.float64).reshape(-1)
+        present = counts[counts > 0]
+        if present.numel() == 0:
+            names = f" ({list(class_names)})" if class_names is not None else ""
+            raise ValueError(
+                f"alpha=None needs the training set's class pixel counts, but no class{names} "
+                f"has a labelled pixel (empty or all-ignore training masks). Check the "
+                f"dataset, or give loss.alpha explicitly.")
+        self.imbalance.fill_(float(present.min() / present.max()))
+        return self.current_alpha()
+
+    def current_alpha(self) -> float:
+        """The rectification weight in use (``alpha``, or ``min(1, eta * imbalance)``)."""
+        if self.alpha is not None:
+            return self.alpha
+        if torch.isnan(self.imbalance):
+            raise ValueError(
+                "MinorityRectificationLoss(alpha=None) needs the training set's class "
+                "counts: call set_class_counts(counts) first (segohem-train does), or give "
+                "alpha.")
+        return min(1.0, self.eta * float(self.imbalance))
+
+    @property
+    def last_stats(self) -> MiningStats | None:
+        return getattr(self.base, "last_stats", None)
+
+    def selected_pixels(self, logits: Tensor, labels: Tensor) -> Tensor | None:
+        """The base loss's kept pixels (see ``OhemCELoss.selected_pixels``), if it mines."""
+        select = getattr(self.base, "selected_pixels", None)
+        return None if select is None else select(logits, labels)
+
+    def rectification(self, logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The rectification term alone.
+
+        Returns:
+            ``(loss, n_rectified, active_fraction)``: float32 scalar loss (0 with zero
+            gradients when no class qualifies), the number of rectified classes and the
+            fraction of comparisons with a non-zero loss (both float32, detached).
+        """
+        labels = check_logits_labels(logits, labels)
+        batch, classes = logits.shape[:2]
+        pixels = labels[0].numel()
+        flat_labels = labels.reshape(batch, pixels)
+        valid = flat_labels != self.ignore_index
+        in_range = valid & (flat_labels >= 0) & (flat_labels < classes)
+        safe = torch.where(in_range, flat_labels, 0)[:, None]                # (B, 1, P)
+        # Ignored pixels (and out-of-range labels, which the base loss reports) go to bin C.
+        bins = torch.where(in_range, flat_labels, classes).reshape(-1)
+        counts = torch.zeros(classes + 1, dtype=torch.int64, device=labels.device)
+        counts.index_add_(0, bins, torch.ones_like(bins))
+        counts = counts[:classes]
+        n_valid = counts.sum()
+        rectify = minority_classes(counts, self.rho) & (n_valid - counts >= 1)
+
+        k = min(self.k, batch * pixels)
+        with torch.no_grad():
+            # One (B, C, P) buffer, reused for the three per-(image, class) top-k passes.
+            # log p ranks like p; real scores are clamped to finite values so that the -inf
+            # marking non-candidates sorts below all of them (entries past a class's
+            # candidate count are masked out below).
+            score = torch.log_softmax(logits.detach().reshape(batch, classes, pixels), 1,
+                                      dtype=torch.float32)
+            score.clamp_min_(torch.finfo(torch.float32).min)
+            own = score.gather(1, safe)                                       # (B, 1, P)
+            score.masked_fill_(~in_range[:, None], float("-inf"))
+            score.scatter_(1, safe, float("-inf"))
+            negatives = _top_k_over_batch(score, k)
+            score.fill_(float("-inf")).scatter_(
+                1, safe, torch.where(in_range[:, None], -own, -math.inf))
+            positives = _top_k_over_batch(score, k)
+            del score
+        slots = torch.arange(k, device=labels.device)
+        class_ids = torch.arange(classes, device=labels.device)
+        pos_ok = slots < counts[:, None]                                      # (C, k)
+        neg_ok = slots < (n_valid - counts)[:, None]
+
+        # Probabilities with gradient, only at the 2k mined pixels of each class.
+        index = torch.cat([positives, negatives], dim=1)                       # (C, 2k)
+        image, offset = index // pixels, index % pixels
+        rows = logits.reshape(batch, classes, pixels)[image, :, offset].float()  # (C, 2k, C)
+        p = torch.softmax(rows, dim=-1).gather(
+            -1, class_ids[:, None, None].expand(classes, 2 * k, 1)).squeeze(-1)
+        p_pos, p_neg = p[:, :k], p[:, k:]
+        # Signed relative comparison (see the class docstring): the anchor cancels out.
+        hinge = torch.relu(self.margin + p_neg[:, None, :] - p_pos[:, :, None])  # (C, +, -)
+        mask = pos_ok[:, :, None] & neg_ok[:, None, :] & rectify[:, None, None]
+        weight = mask.to(torch.float32)
+        n_pairs = weight.sum((1, 2))
+        per_class = (hinge * weight).sum((1, 2)) / n_pairs.clamp_min(1.0)
+        n_rectified = rectify.sum().to(torch.float32)
+        loss = per_class.sum() / n_rectified.clamp_min(1.0)
+        active = ((hinge.detach() > 0) & mask).sum().to(torch.float32)
+        active_fraction = active / n_pairs.sum().clamp_min(1.0)
+        return loss, n_rectified.detach(), active_fraction.detach()
+
+    def forward(self, logits: Tensor, labels: Tensor) -> Tensor:
+        """Args: ``logits (B, C, *spatial)``, ``labels (B, *spatial)``. Returns a scalar."""
+        base = self.base(logits, labels)
+        rect, n_rectified, active = self.rectification(logits, labels)
+        alpha = self.current_alpha()
+        total = torch.where(n_rectified > 0, alpha * rect + (1.0 - alpha) * base, base)
+        self.last_rectification = RectificationStats(
+            minority_classes=n_rectified, rectification=rect.detach(), active_triplets=active,
+            alpha=torch.where(n_rectified > 0, alpha, 0.0).to(torch.float32))
+        return total
+
+    def extra_repr(self) -> str:
+        alpha = f"alpha={self.alpha}" if self.alpha is not None else f"eta={self.eta}"
+        return (f"k={self.k}, rho={self.rho}, margin={self.margin}, {alpha}, "
+                f"ignore_index={self.ignore_index}")

@@ -1,0 +1,183 @@
+"""MinorityRectificationLoss (class rectification loss, CRL) against a slow reference."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from helpers import value_and_grad
+from hypothesis import given
+from hypothesis import strategies as st
+from reference_losses import crl_reference, ohem_reference
+
+from segohem.losses import CrossEntropyLoss, MinorityRectificationLoss, OhemCELoss
+from segohem.losses.crl import minority_classes
+
+
+def imbalanced_batch(seed: int, batch: int, classes: int, height: int, width: int,
+                     ignore_fraction: float, present: int, skew: float):
+    """Logits ``(B, C, H, W)`` and labels where class i is ``skew**i`` times as frequent as
+    class 0, only the first ``present`` classes occur, and some pixels are 255."""
+    gen = torch.Generator().manual_seed(seed)
+    logits = torch.randn(batch, classes, height, width, generator=gen) * 2.0
+    freq = torch.tensor([skew ** i for i in range(present)])
+    labels = torch.multinomial(freq, batch * height * width, replacement=True,
+                               generator=gen).reshape(batch, height, width)
+    drop = torch.rand(batch, height, width, generator=gen) < ignore_fraction
+    return logits, torch.where(drop, 255, labels)
+
+
+def reference_value_and_grad(logits, labels, k, rho, margin, alpha, base_fn):
+    x = logits.detach().clone().requires_grad_()
+    value = crl_reference(x, labels, base_fn(x, labels), k, rho, margin, alpha)
+    value.backward()
+    return value.detach(), x.grad
+
+
+@given(seed=st.integers(0, 10_000), batch=st.integers(1, 3), classes=st.integers(2, 6),
+       height=st.integers(1, 7), width=st.integers(1, 7), k=st.integers(1, 5),
+       rho=st.floats(0.05, 1.0), margin=st.floats(0.0, 1.0), alpha=st.floats(0.0, 1.0),
+       ignore=st.sampled_from([0.0, 0.3, 1.0]), present=st.integers(1, 6),
+       skew=st.floats(0.2, 1.0), ohem_base=st.booleans())
+def test_matches_reference(seed, batch, classes, height, width, k, rho, margin, alpha, ignore,
+                           present, skew, ohem_base):
+    logits, labels = imbalanced_batch(seed, batch, classes, height, width, ignore,
+                                      min(present, classes), skew)
+    if ohem_base:
+        base, base_ref = OhemCELoss(0.7), lambda x, y: ohem_reference(x, y, 0.7)
+    else:
+        base = CrossEntropyLoss()
+        def base_ref(x, y):
+            return F.cross_entropy(x, y, ignore_index=255) if (y != 255).any() else x.sum() * 0
+    loss = MinorityRectificationLoss(base, k=k, rho=rho, margin=margin, alpha=alpha)
+    value, grad = value_and_grad(loss, logits, labels)
+    ref_value, ref_grad = reference_value_and_grad(logits, labels, k, rho, margin, alpha,
+                                                   base_ref)
+    torch.testing.assert_close(value, ref_value, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-4, atol=1e-6)
+    assert torch.isfinite(value)
+
+
+def test_minority_classes_rule():
+    # valid = 100; sorted counts 0 (c3), 1 (c4), 5 (c2), 14 (c1), 80 (c0)
+    counts = torch.tensor([80, 14, 5, 0, 1])
+    # rho 0.5 -> limit 50: cumulative 0, 1, 6, 20 fit, 100 does not; c3 (0) and c4 (1 px)
+    # are dropped for having fewer than 2 pixels.
+    assert minority_classes(counts, 0.5).tolist() == [False, True, True, False, False]
+    # rho 0.1 -> limit 10: 0, 1, 6 fit, 20 does not.
+    assert minority_classes(counts, 0.1).tolist() == [False, False, True, False, False]
+    assert minority_classes(counts, 1.0).tolist() == [True, True, True, False, False]
+    # ties: lower class id first
+    assert minority_classes(torch.tensor([5, 5, 10]), 0.25).tolist() == [True, False, False]
+
+
+@pytest.mark.parametrize("case", ["one_class", "all_ignored", "rho_too_small", "singletons"])
+def test_no_class_qualifies_gives_exactly_the_base_loss(case):
+    logits, labels = imbalanced_batch(0, 2, 4, 6, 6, 0.0, 3, 0.5)
+    rho = 0.5
+    if case == "one_class":
+        labels = torch.ones_like(labels)          # minority needs another class's pixels
+        rho = 1.0
+    elif case == "all_ignored":
+        labels = torch.full_like(labels, 255)
+    elif case == "rho_too_small":
+        rho = 1e-6
+    else:                                         # rare classes with a single pixel each
+        labels = torch.zeros_like(labels)
+        labels[0, 0, 0], labels[1, 0, 0] = 1, 2
+    base = CrossEntropyLoss()
+    loss = MinorityRectificationLoss(CrossEntropyLoss(), k=4, rho=rho, alpha=0.7)
+    value, grad = value_and_grad(loss, logits, labels)
+    base_value, base_grad = value_and_grad(base, logits, labels)
+    assert torch.equal(value, base_value) and torch.isfinite(value)
+    assert torch.equal(grad, base_grad)
+    assert float(loss.last_rectification.minority_classes) == 0
+    assert float(loss.last_rectification.alpha) == 0
+
+
+def test_mining_direction_one_step_raises_hard_positives_and_lowers_hard_negatives():
+    logits, labels = imbalanced_batch(3, 2, 2, 16, 16, 0.1, 2, 0.02)
+    logits = logits * 0.3  # unsaturated probabilities: a small step shows its direction
+    loss = MinorityRectificationLoss(CrossEntropyLoss(), k=8, alpha=1.0, margin=1.0)
+    x = logits.clone().requires_grad_()
+    loss(x, labels).backward()
+    rare = 1
+    assert 2 <= int((labels == rare).sum()) < 16  # fewer than 2k: the old |d| form failed
+    prob = F.softmax(logits, 1)[:, rare].reshape(-1)
+    stepped = F.softmax(logits - 5.0 * x.grad, 1)[:, rare].reshape(-1)
+    flat = labels.reshape(-1)
+    own = (flat == rare).nonzero().squeeze(1)
+    other = ((flat != rare) & (flat != 255)).nonzero().squeeze(1)
+    hard_pos = own[prob[own].argsort()[:8]]
+    hard_neg = other[prob[other].argsort(descending=True)[:8]]
+    assert (stepped[hard_pos] > prob[hard_pos]).all()
+    assert (stepped[hard_neg] < prob[hard_neg]).all()
+    # Easy majority pixels and ignored pixels get no gradient from the rectification term.
+    untouched = torch.ones_like(flat, dtype=torch.bool)
+    untouched[own] = False
+    untouched[hard_neg] = False
+    per_pixel = x.grad.permute(0, 2, 3, 1).reshape(-1, 2).abs().sum(1)
+    assert per_pixel[untouched].max() == 0
+    assert float(loss.last_rectification.minority_classes) >= 1
+
+
+def test_stats_and_base_statistics_pass_through():
+    logits, labels = imbalanced_batch(1, 2, 4, 12, 12, 0.2, 4, 0.3)
+    loss = MinorityRectificationLoss(OhemCELoss(0.7), k=4, alpha=0.3)
+    loss(logits, labels)
+    stats = loss.last_rectification
+    assert stats.minority_classes >= 1
+    assert 0 <= float(stats.active_triplets) <= 1
+    assert float(stats.alpha) == pytest.approx(0.3)
+    assert set(stats.as_dict("crl/")) == {"crl/minority_classes", "crl/rectification",
+                                           "crl/active_triplets", "crl/alpha"}
+    assert loss.last_stats is loss.base.last_stats is not None
+    pixels = loss.selected_pixels(logits, labels)
+    assert pixels.shape == labels.shape
+
+
+def test_alpha_from_eta_and_the_training_class_counts():
+    loss = MinorityRectificationLoss(CrossEntropyLoss(), alpha=None, eta=2.0)
+    assert loss.needs_class_counts
+    with pytest.raises(ValueError, match="set_class_counts"):
+        loss.current_alpha()
+    # smallest / largest over present classes: 10 / 1000; class 2 (absent) is left out
+    assert loss.set_class_counts([1000, 10, 0]) == pytest.approx(2.0 * 0.01)
+    assert not loss.needs_class_counts
+    assert "imbalance" in loss.state_dict()
+    assert MinorityRectificationLoss(CrossEntropyLoss(), alpha=None, eta=500.0).set_class_counts(
+        [10, 1000]) == 1.0  # capped at 1
+    with pytest.raises(ValueError, match=r"no class \(\['a', 'b'\]\) has a labelled pixel"):
+        loss.set_class_counts([0, 0], class_names=["a", "b"])
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"rho": 0.0}, "rho must be a number in \\(0, 1\\], got 0.0"),
+    ({"rho": 1.5}, "rho must be .* got 1.5"),
+    ({"k": 0}, "k must be an int >= 1 .* got 0"),
+    ({"k": 2.5}, "k must be an int >= 1 .* got 2.5"),
+    ({"margin": -0.1}, "margin must be a finite number >= 0, got -0.1"),
+    ({"alpha": 1.2}, "alpha must be a number in \\[0, 1\\], got 1.2"),
+    ({"alpha": -0.1}, "alpha must be .* got -0.1"),
+    ({"eta": -1.0}, "eta must be a finite number >= 0, got -1.0"),
+    ({"eta": math.nan}, "eta must be"),
+])
+def test_bad_arguments_name_the_value(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        MinorityRectificationLoss(CrossEntropyLoss(), **kwargs)
+
+
+@pytest.mark.slow
+def test_compiles_to_one_graph_no_host_sync():
+    """fullgraph=True fails on any .item(), data-dependent shape or tensor-valued branch."""
+    torch._dynamo.reset()
+    logits, labels = imbalanced_batch(2, 2, 4, 12, 16, 0.2, 4, 0.3)
+    eager = MinorityRectificationLoss(OhemCELoss(0.7, check_labels=False), k=4, alpha=0.4)
+    compiled_fn = MinorityRectificationLoss(OhemCELoss(0.7, check_labels=False), k=4,
+                                            alpha=0.4)
+    compiled = torch.compile(compiled_fn, fullgraph=True, backend="aot_eager")
+    for labels_case in (labels, torch.full_like(labels, 255)):
+        value, grad = value_and_grad(compiled, logits, labels_case)
+        ref_value, ref_grad = value_and_grad(eager, logits, labels_case)
+        torch.testing.assert_close(value, ref_value, rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(grad, ref_grad, rtol=1e-6, atol=1e-8)

@@ -1,0 +1,88 @@
+"""scripts/make_heldout_sets.py: the three sets load through FolderDataset, their masks hold the
+intended ids, rare classes are present and under 1 % at the default settings, and the output
+depends only on the seed (and each sample only on its index)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import load_script
+from PIL import Image
+
+from segohem.data import FolderDataset
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "make_heldout_sets.py"
+TINY = ["--size", "64", "--train", "6", "--val", "2"]
+
+
+mhs = load_script("make_heldout_sets")
+
+
+def _masks(root: Path, split: str) -> np.ndarray:
+    stems = (root / "splits" / f"{split}.txt").read_text().split()
+    return np.stack([np.asarray(Image.open(root / "masks" / f"{s}.png")) for s in stems])
+
+
+@pytest.mark.parametrize("name", ["cracks", "shapes", "voclike"])
+def test_tiny_set_reads_as_folder_dataset(tmp_path: Path, name: str) -> None:
+    assert mhs.main(["--out", str(tmp_path), "--sets", name, *TINY]) == 0
+    root, classes = tmp_path / name, mhs.SETS[name].classes
+    train = FolderDataset(str(root), "train", classes=classes)
+    val = FolderDataset(str(root), "val", classes=classes)
+    assert (len(train), len(val)) == (6, 2)
+    item = train[0]
+    assert item["image"].shape == (64, 64, 3) and item["image"].dtype == np.uint8
+    assert item["mask"].shape == (64, 64)
+    masks = np.concatenate([_masks(root, "train"), _masks(root, "val")])
+    values = set(np.unique(masks).tolist())
+    assert values <= {*range(len(classes)), 255}
+    assert values >= set(range(len(classes))), f"a class is missing from {name}"
+    assert (255 in values) == (name == "voclike")  # only voclike has void bands
+    overrides = (root / "overrides.txt").read_text().split()
+    assert overrides == ["dataset=folder", f"dataset.root={root.resolve()}",
+                         f"dataset.num_classes={len(classes)}",
+                         f"dataset.class_names=[{','.join(classes)}]"]
+    assert f"'dataset.class_names=[{','.join(classes)}]'" in (root / "README.txt").read_text()
+
+
+def test_default_sets_have_rare_classes_under_one_percent(tmp_path: Path, capsys) -> None:
+    assert mhs.main(["--out", str(tmp_path), "--check"]) == 0  # 96 x 96, 200 train / 60 val
+    printed = capsys.readouterr().out
+    for name, spec in mhs.SETS.items():
+        root = tmp_path / name
+        masks = _masks(root, "train")
+        assert masks.shape == (200, 96, 96) and _masks(root, "val").shape == (60, 96, 96)
+        counts = np.bincount(masks.ravel(), minlength=256)
+        shares = counts[:len(spec.classes)] / counts[:len(spec.classes)].sum()
+        assert counts[len(spec.classes):255].sum() == 0
+        assert len(spec.rare) >= 2
+        for cls, (lo, hi) in spec.rare.items():
+            share = shares[spec.classes.index(cls)]
+            assert lo <= share <= hi and share < 0.01, (name, cls, share)
+            assert f"{cls:<12}{100 * share:7.3f} %" in printed
+            # rare pixels are spread over many images, not a few
+            assert ((masks == spec.classes.index(cls)).any(axis=(1, 2))).sum() >= 50
+        assert shares[0] > 0.85  # background dominates
+
+
+def test_check_fails_outside_the_intended_range(tmp_path: Path, monkeypatch, capsys) -> None:
+    spec = mhs.SETS["cracks"]
+    monkeypatch.setitem(mhs.SETS, "cracks", dataclasses.replace(spec, rare={"crack": (0.2, 0.5)}))
+    assert mhs.main(["--out", str(tmp_path), "--sets", "cracks", *TINY, "--check"]) == 1
+    assert "cracks/crack" in capsys.readouterr().err
+
+
+def test_deterministic_per_seed_and_sample(tmp_path: Path) -> None:
+    def files(out: Path, *extra: str) -> dict[str, bytes]:
+        mhs.main(["--out", str(out), *TINY, *extra])
+        return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*.png"))}
+
+    a, b = files(tmp_path / "a"), files(tmp_path / "b")
+    assert a == b and len(a) == 3 * 2 * 8
+    c = files(tmp_path / "c", "--seed", "1")
+    assert a.keys() == c.keys() and all(a[k] != c[k] for k in a if "images" in k)
+    d = files(tmp_path / "d", "--train", "3")  # fewer samples: the first ones unchanged
+    assert all(a[k] == v for k, v in d.items()) and len(d) == 3 * 2 * 5
