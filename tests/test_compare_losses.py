@@ -16,7 +16,6 @@ import yaml
 from helpers import load_script
 from PIL import Image
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "compare_losses.py"
 CLASSES = ["background", "line", "dot"]
 # loss -> per seed (mIoU, IoU line, IoU dot); background IoU is 0.95 everywhere
 RESULTS = {

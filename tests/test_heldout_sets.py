@@ -14,7 +14,6 @@ from PIL import Image
 
 from segohem.data import FolderDataset
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "make_heldout_sets.py"
 TINY = ["--size", "64", "--train", "6", "--val", "2"]
 
 
