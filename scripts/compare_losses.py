@@ -26,8 +26,8 @@ means, σ = the larger sample std (ddof=1) over seeds of the two groups; ``clear
 |Δ| > 2σ, else ``within noise`` (``n/a`` with fewer than 2 seeds in either group).
 
 Writes ``<sweep>/loss_comparison.md`` (also printed) and ``<sweep>/loss_comparison.json``.
-Exits 1 when the sweep command failed or a job has no ``metrics.json`` (its ``train.log`` is
-named), 2 on bad arguments or an unreadable sweep.
+Exits 1 when the sweep command failed or a job has no ``metrics.json`` with a validated epoch
+(its ``train.log`` is named), 2 on bad arguments or an unreadable sweep.
 """
 
 from __future__ import annotations
@@ -99,9 +99,10 @@ def load_jobs(sweep: Path) -> tuple[list[Run], list[Path]]:
         lines = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()) or []
         overrides = dict(str(o).split("=", 1) for o in lines if "=" in str(o))
         metrics = job / "metrics.json"
-        if metrics.is_file():
-            runs.append(Run(job, overrides, json.loads(metrics.read_text())["best"]))
-        else:
+        best = json.loads(metrics.read_text()).get("best") or {} if metrics.is_file() else {}
+        if best.get("mIoU") is not None:
+            runs.append(Run(job, overrides, best))
+        else:  # no metrics.json, or no validation epoch in it
             failed.append(job)
     return runs, failed
 

@@ -75,7 +75,7 @@ def _saved_metrics(output_dir: Path) -> dict[str, Any]:
         return {}
 
 
-def _build_dataset(node: DictConfig) -> Any:
+def _build_dataset(node: DictConfig, **kwargs: Any) -> Any:
     """Instantiate a dataset; a :class:`~segohem.data.DatasetError` is raised as itself (its
     message names the file and shows the layout), not wrapped in Hydra's exception."""
     from hydra.errors import InstantiationException
@@ -84,7 +84,7 @@ def _build_dataset(node: DictConfig) -> Any:
     from segohem.data import DatasetError
 
     try:
-        return instantiate(node)
+        return instantiate(node, **kwargs)
     except InstantiationException as err:
         if isinstance(err.__cause__, DatasetError):
             raise err.__cause__ from None
@@ -129,26 +129,31 @@ def summary_table(summary: dict[str, Any], class_names: list[str]) -> str:
         class_names)
 
 
-def _set_loss_class_counts(loss: Any, train_set: Any, num_classes: int,
-                           class_names: Any) -> None:
-    """Give a loss whose weight follows the class imbalance (``MinorityRectificationLoss``
-    with ``alpha=None``) the training set's pixel counts per class; fails before training
-    on an empty or unlabelled training set."""
+def _set_loss_class_counts(loss: Any, dataset_cfg: DictConfig, class_names: Any) -> None:
+    """Give every loss term whose weight follows the class imbalance
+    (``MinorityRectificationLoss`` with ``alpha=None``) the training set's pixel counts per
+    class; fails before training on an empty or unlabelled training set. The masks are read
+    from a copy of the training set without its transform (the seeded augmentation stream
+    stays untouched)."""
     from segohem.data.class_counts import class_pixel_counts, describe_counts
 
+    num_classes = dataset_cfg.num_classes
     names = list(class_names) if class_names is not None else [
         f"class_{i}" for i in range(num_classes)]
-    counts = class_pixel_counts(train_set, num_classes)
-    try:
-        alpha = loss.set_class_counts(counts, names)
-    except ValueError as err:
-        raise ConfigError(f"loss.alpha=null: {err}") from None
+    train_set = _build_dataset(dataset_cfg.train_set, transform=None)
+    counts = class_pixel_counts(train_set, num_classes, dataset_cfg.ignore_index)
+    for term in loss.modules():
+        if getattr(term, "needs_class_counts", False):
+            try:
+                alpha = term.set_class_counts(counts, names)
+            except ValueError as err:
+                raise ConfigError(f"loss.alpha=null: {err}") from None
+            log.info("Training pixels per class: %s -> loss alpha = %.4g",
+                     describe_counts(counts, names), alpha)
     absent = [n for n, c in zip(names, counts, strict=True) if c == 0]
-    log.info("Training pixels per class: %s -> loss alpha = %.4g", describe_counts(counts, names),
-             alpha)
     if absent:
-        log.warning("Classes without a single training pixel (left out of the imbalance "
-                    "ratio; they cannot be learned): %s", absent)
+        log.warning("Classes without a single training pixel (they cannot be learned): %s",
+                    absent)
 
 
 FALLBACK_DOMINATES = 0.5
@@ -215,8 +220,8 @@ def train(cfg: DictConfig) -> float | None:
     model = instantiate(cfg.model)
     train_set, val_set = _build_dataset(cfg.dataset.train_set), _build_dataset(cfg.dataset.val_set)
     class_names = cfg.dataset.get("class_names") or getattr(train_set, "classes", None)
-    if getattr(loss, "needs_class_counts", False):
-        _set_loss_class_counts(loss, train_set, cfg.dataset.num_classes, class_names)
+    if any(getattr(m, "needs_class_counts", False) for m in loss.modules()):
+        _set_loss_class_counts(loss, cfg.dataset, class_names)
     datamodule = SegmentationDataModule(
         train_set=train_set, val_set=val_set,
         batch_size=cfg.dataset.batch_size, num_workers=cfg.dataset.num_workers,

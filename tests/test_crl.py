@@ -137,18 +137,62 @@ def test_stats_and_base_statistics_pass_through():
 
 
 def test_alpha_from_eta_and_the_training_class_counts():
-    loss = MinorityRectificationLoss(CrossEntropyLoss(), alpha=None, eta=2.0)
+    loss = MinorityRectificationLoss(CrossEntropyLoss(), alpha=None)  # eta 0.01, paper's rule
     assert loss.needs_class_counts
     with pytest.raises(ValueError, match="set_class_counts"):
         loss.current_alpha()
-    # smallest / largest over present classes: 10 / 1000; class 2 (absent) is left out
-    assert loss.set_class_counts([1000, 10, 0]) == pytest.approx(2.0 * 0.01)
+    # shares 0.96, 0.03, 0.01, 0 of a 4-class set: 71 % must move to reach 25 % each
+    assert loss.set_class_counts([9600, 300, 100, 0]) == pytest.approx(0.71)
     assert not loss.needs_class_counts
     assert "imbalance" in loss.state_dict()
-    assert MinorityRectificationLoss(CrossEntropyLoss(), alpha=None, eta=500.0).set_class_counts(
-        [10, 1000]) == 1.0  # capped at 1
+    assert loss.set_class_counts([5, 5, 5, 5]) == 0.0  # balanced data: no rectification
+    ratio = MinorityRectificationLoss(CrossEntropyLoss(), alpha=None, eta=2.0,
+                                      imbalance_measure="ratio")
+    # smallest / largest over present classes: 10 / 1000; class 2 (absent) is left out
+    assert ratio.set_class_counts([1000, 10, 0]) == pytest.approx(2.0 * 0.01)
+    assert MinorityRectificationLoss(CrossEntropyLoss(), alpha=None, eta=500.0,
+                                     imbalance_measure="ratio").set_class_counts([10, 1000]) == 1
     with pytest.raises(ValueError, match=r"no class \(\['a', 'b'\]\) has a labelled pixel"):
         loss.set_class_counts([0, 0], class_names=["a", "b"])
+
+
+def test_imbalance_survives_a_checkpoint_and_tolerates_checkpoints_without_it():
+    loss = MinorityRectificationLoss(CrossEntropyLoss(), alpha=None)
+    loss.set_class_counts([900, 100])
+    state = loss.state_dict()
+    resumed = MinorityRectificationLoss(CrossEntropyLoss(), alpha=None)
+    resumed.load_state_dict(state)
+    assert not resumed.needs_class_counts
+    assert resumed.current_alpha() == pytest.approx(loss.current_alpha()) == pytest.approx(0.4)
+    # A checkpoint of another loss (no key) or of an explicit alpha (NaN) keeps the counts'.
+    fresh = MinorityRectificationLoss(CrossEntropyLoss(), alpha=None)
+    fresh.set_class_counts([500, 500])
+    fresh.load_state_dict({}, strict=True)
+    nan_state = MinorityRectificationLoss(CrossEntropyLoss(), alpha=0.3).state_dict()
+    fresh.load_state_dict(nan_state)
+    assert fresh.current_alpha() == 0.0
+
+
+def test_eval_mode_gives_the_base_loss():
+    logits, labels = imbalanced_batch(4, 2, 4, 10, 10, 0.1, 4, 0.3)
+    loss = MinorityRectificationLoss(CrossEntropyLoss(), k=4, alpha=0.5).eval()
+    assert torch.equal(loss(logits, labels), CrossEntropyLoss()(logits, labels))
+    loss.train()
+    assert not torch.equal(loss(logits, labels), CrossEntropyLoss()(logits, labels))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_matches_reference_with_rectified_classes(seed):
+    """Fixed cases where the rectification is certainly active (hypothesis may draw few)."""
+    logits, labels = imbalanced_batch(seed, 2, 5, 9, 11, 0.2, 5, 0.35)
+    loss = MinorityRectificationLoss(OhemCELoss(0.7), k=3 + seed, rho=0.5, margin=0.3,
+                                     alpha=0.6)
+    value, grad = value_and_grad(loss, logits, labels)
+    assert float(loss.last_rectification.minority_classes) >= 2
+    ref_value, ref_grad = reference_value_and_grad(
+        logits, labels, 3 + seed, 0.5, 0.3, 0.6, lambda x, y: ohem_reference(x, y, 0.7))
+    torch.testing.assert_close(value, ref_value, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [
@@ -161,6 +205,7 @@ def test_alpha_from_eta_and_the_training_class_counts():
     ({"alpha": -0.1}, "alpha must be .* got -0.1"),
     ({"eta": -1.0}, "eta must be a finite number >= 0, got -1.0"),
     ({"eta": math.nan}, "eta must be"),
+    ({"imbalance_measure": "gini"}, "imbalance_measure must be one of"),
 ])
 def test_bad_arguments_name_the_value(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -172,9 +217,12 @@ def test_compiles_to_one_graph_no_host_sync():
     """fullgraph=True fails on any .item(), data-dependent shape or tensor-valued branch."""
     torch._dynamo.reset()
     logits, labels = imbalanced_batch(2, 2, 4, 12, 16, 0.2, 4, 0.3)
-    eager = MinorityRectificationLoss(OhemCELoss(0.7, check_labels=False), k=4, alpha=0.4)
+    # alpha from the class counts: the value in use is a Python float, never read back
+    eager = MinorityRectificationLoss(OhemCELoss(0.7, check_labels=False), k=4, alpha=None)
     compiled_fn = MinorityRectificationLoss(OhemCELoss(0.7, check_labels=False), k=4,
-                                            alpha=0.4)
+                                            alpha=None)
+    for fn in (eager, compiled_fn):
+        fn.set_class_counts([700, 200, 80, 20])
     compiled = torch.compile(compiled_fn, fullgraph=True, backend="aot_eager")
     for labels_case in (labels, torch.full_like(labels, 255)):
         value, grad = value_and_grad(compiled, logits, labels_case)

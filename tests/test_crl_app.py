@@ -39,12 +39,13 @@ def test_class_pixel_counts_reads_masks_only(tmp_path):
 
 
 def test_alpha_from_eta_is_set_from_the_training_set_at_start_up(tmp_path, caplog):
-    cfg = compose_train([*TINY, "loss=crl", "loss.alpha=null", "loss.eta=50",
+    cfg = compose_train([*TINY, "loss=crl", "loss.alpha=null",
                          "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
                          "logger=none", "callbacks=none"], tmp_path / "run")
     counts = class_pixel_counts(instantiate(cfg.dataset.train_set, transform=None), 6)
-    expected = min(1.0, 50 * counts[counts > 0].min() / counts.max())
-    assert 0 < expected < 1
+    shares = counts / counts.sum()
+    expected = np.clip(shares - 1 / 6, 0, None).sum()  # eta 0.01 x the paper's percentage
+    assert 0.2 < expected < 1
     with caplog.at_level("INFO", logger="segohem.training"):
         train(cfg)
     line = next(r.getMessage() for r in caplog.records if "loss alpha" in r.getMessage())

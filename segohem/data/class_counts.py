@@ -11,10 +11,8 @@ import numpy as np
 
 from segohem.data.datasets import DatasetError
 
-IGNORE_INDEX = 255
 
-
-def class_pixel_counts(dataset: Any, num_classes: int) -> np.ndarray:
+def class_pixel_counts(dataset: Any, num_classes: int, ignore_index: int = 255) -> np.ndarray:
     """Labelled pixels per class over every mask of ``dataset``.
 
     Reads masks only (``dataset.load_mask(i)``) when the dataset offers it (segohem's on-disk
@@ -22,7 +20,8 @@ def class_pixel_counts(dataset: Any, num_classes: int) -> np.ndarray:
 
     Args:
         dataset: a map-style dataset of ``{"mask": (H, W) ...}`` items or with ``load_mask``.
-        num_classes: C; values ``>= C`` other than 255 (ignore) are an error.
+        num_classes: C; any other value than ``0..C-1`` and ``ignore_index`` is an error.
+        ignore_index: the label value that is not counted.
 
     Returns:
         ``(C,)`` int64 counts.
@@ -35,15 +34,14 @@ def class_pixel_counts(dataset: Any, num_classes: int) -> np.ndarray:
     load = getattr(dataset, "load_mask", None) or (lambda i: dataset[i]["mask"])
 
     def count(i: int) -> np.ndarray:
-        mask = np.asarray(load(i)).reshape(-1)
-        hist = np.bincount(mask.astype(np.int64, copy=False), minlength=IGNORE_INDEX + 1)
-        unknown = np.flatnonzero(hist[num_classes:IGNORE_INDEX])
-        if unknown.size or hist.size > IGNORE_INDEX + 1:
-            values = sorted({*(unknown + num_classes).tolist(),
-                             *np.flatnonzero(hist[IGNORE_INDEX + 1:]) + IGNORE_INDEX + 1})
+        mask = np.asarray(load(i)).reshape(-1).astype(np.int64, copy=False)
+        known = ((mask >= 0) & (mask < num_classes)) | (mask == ignore_index)
+        if not known.all():
+            values = np.unique(mask[~known])[:10].tolist()
             raise DatasetError(f"sample {i} of {dataset!r}: mask values {values} are neither "
-                               f"class ids in [0, {num_classes}) nor {IGNORE_INDEX}.")
-        return hist[:num_classes]
+                               f"class ids in [0, {num_classes}) nor {ignore_index}.")
+        return np.bincount(np.where(mask == ignore_index, num_classes, mask),
+                           minlength=num_classes + 1)[:num_classes]
 
     with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
         return np.sum(list(pool.map(count, range(len(dataset)))), axis=0, dtype=np.int64)

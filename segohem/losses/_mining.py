@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from segohem.losses._distributed import RankSum
-from segohem.losses._select import _histogram, kth_largest
+from segohem.losses._select import kth_largest, row_histogram
 from segohem.losses._validate import Count
 
 
@@ -37,10 +37,13 @@ class MiningStats:
     """Number of kept pixels (tied boundary pixels count fractionally)."""
     class_valid: Tensor | None = None
     """``(C,)`` float32 valid (non-ignored) pixels of each class in the call; sums to
-    ``valid_pixels``. None for a loss that does not report classes."""
+    ``valid_pixels``. None for a loss that does not report classes. Always this process's own
+    pixels, also with ``sync_across_ranks`` (then they sum to ``valid_pixels`` over the ranks):
+    :class:`~segohem.module.SegmentationModule` sums them over the ranks once per epoch."""
     class_kept: Tensor | None = None
     """``(C,)`` float32 kept weight of each class (tied boundary pixels count fractionally);
-    sums to ``kept_pixels``. None for a loss that does not report classes."""
+    sums to ``kept_pixels`` (over the ranks with ``sync_across_ranks``, as ``class_valid``).
+    None for a loss that does not report classes."""
 
     def as_dict(self, prefix: str = "") -> dict[str, Tensor]:
         """The scalar statistics keyed ``prefix + name``, e.g. for
@@ -205,7 +208,7 @@ def class_counts(selection: Selection, labels: Tensor, valid: Tensor, num_classe
     keys = labels.to(torch.int32, copy=True).add_(exponent, alpha=bins)
     # (keys - C) * valid + C: integer arithmetic is cheaper than a masked fill on CPU.
     keys.sub_(num_classes).mul_(valid.to(torch.int32)).add_(num_classes)
-    hist = _histogram(keys, _WEIGHT_EXPONENTS * bins)
+    hist = row_histogram(keys, _WEIGHT_EXPONENTS * bins)
     hist = hist.view(-1, _WEIGHT_EXPONENTS, bins)[..., :num_classes].to(torch.float64)
     tied = hist[:, 1:-1].sum(1) * selection.tie_share.to(torch.float64)[:, None]
     both = torch.stack([hist.sum((0, 1)), (hist[:, -1] + tied).sum(0)])
@@ -247,7 +250,8 @@ def mining_stats(selection: Selection, n_valid: Tensor, reduce: RankSum | None =
         fallback = total((selection.fallback & has_valid).to(torch.float32).sum())
     per_class = {}
     if labels is not None and valid is not None:
-        class_valid, class_kept = class_counts(selection, labels, valid, num_classes, reduce)
+        # This rank's own counts: SegmentationModule sums them over the ranks per epoch.
+        class_valid, class_kept = class_counts(selection, labels, valid, num_classes)
         per_class = {"class_valid": class_valid, "class_kept": class_kept}
     return MiningStats(
         kept_fraction=(total_kept / total_valid.clamp_min(1.0)).detach(),

@@ -46,7 +46,7 @@ class KthLargest(NamedTuple):
     """int64, number of counted values equal to ``value``."""
 
 
-def _histogram(keys: Tensor, bins: int) -> Tensor:
+def row_histogram(keys: Tensor, bins: int) -> Tensor:
     """Per-row histogram of ``(G, P)`` int32 keys in ``[0, bins)`` -> ``(G, bins)`` int64."""
     groups = keys.shape[0]
     if groups > 1:
@@ -113,7 +113,7 @@ def kth_largest(values: Tensor, k: Tensor, n_excluded: Tensor | None = None,
     bits = values.detach().view(torch.int32).clamp_min(0)
 
     high = bits >> 16
-    hist_hi = _histogram(high, _HI_BINS)
+    hist_hi = row_histogram(high, _HI_BINS)
     if n_excluded is not None:
         hist_hi[:, 0] -= n_excluded
     if reduce is not None:
@@ -127,7 +127,7 @@ def kth_largest(values: Tensor, k: Tensor, n_excluded: Tensor | None = None,
     # min/xor/shift are cheaper than a masked select.
     mixed = bits ^ (bin_hi.to(torch.int32) << 16)[:, None]
     keys = torch.minimum(mixed, (mixed >> 16).add_(_LO_BINS))
-    hist_lo = _histogram(keys, _LO_BINS + _HI_BINS)[:, :_LO_BINS]
+    hist_lo = row_histogram(keys, _LO_BINS + _HI_BINS)[:, :_LO_BINS]
     if n_excluded is not None:
         hist_lo[:, 0] -= torch.where(bin_hi == 0, n_excluded, 0)
     if reduce is not None:

@@ -10,12 +10,15 @@ import math
 import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from segohem.losses._mining import MiningStats
 from segohem.losses._validate import check_logits_labels
+
+IMBALANCE_MEASURES = ("redistribution", "ratio")
 
 
 @dataclass(frozen=True)
@@ -107,10 +110,22 @@ class MinorityRectificationLoss(nn.Module):
       ``k`` pixels); the rectification loss is the mean over the rectified classes.
 
     ``total = alpha * rectification + (1 - alpha) * base`` when at least one class is
-    rectified, and exactly ``base`` otherwise (never NaN). ``alpha`` is given, or
-    ``eta * imbalance`` where ``imbalance`` is the training set's smallest / largest class
-    pixel count (the paper's rule; see :meth:`set_class_counts`, which the training app
-    calls with the training set's counts).
+    rectified, and exactly ``base`` otherwise (never NaN). In eval mode (validation) the
+    rectification, a training signal, is skipped: the loss is the base loss.
+
+    ``alpha`` is given, or ``min(1, eta * imbalance)`` from the training set's pixel counts
+    per class (:meth:`set_class_counts`, which ``segohem-train`` calls at start-up):
+
+    * ``imbalance_measure="redistribution"`` (default, the paper's Ω_imb): the percentage of
+      pixels that would have to change class to make the class distribution uniform,
+      ``100 * sum_c max(0, share_c - 1/C)``; with the paper's ``eta=0.01`` alpha is that
+      fraction, so it grows with the imbalance (0 for balanced data; 0.71 for a 4-class set
+      with 96 % background);
+    * ``"ratio"``: the smallest / largest count over the classes present. It *falls* as the
+      imbalance grows (about 1e-3 on Cityscapes), so it needs a large ``eta``.
+
+    Under DDP the minority classes and hard pixels are chosen on each rank's own shard (as
+    every peer toolkit mines), and DDP averages the gradients.
 
     Shapes: ``logits (B, C, *spatial)`` any float dtype (computed in float32, AMP safe),
     ``labels (B, *spatial)`` class ids or ``ignore_index``; returns a float32 scalar. No
@@ -126,6 +141,7 @@ class MinorityRectificationLoss(nn.Module):
         margin: triplet margin ``m`` on probabilities (>= 0).
         alpha: weight of the rectification term in [0, 1], or None to use ``eta``.
         eta: with ``alpha=None``, ``alpha = min(1, eta * imbalance)`` (>= 0).
+        imbalance_measure: ``"redistribution"`` or ``"ratio"`` (see above).
         ignore_index: label value that is never counted.
 
     Attributes:
@@ -137,7 +153,7 @@ class MinorityRectificationLoss(nn.Module):
 
     def __init__(self, base: nn.Module, k: int = 32, rho: float = 0.5, margin: float = 0.5,
                  alpha: float | None = None, eta: float = 0.01,
-                 ignore_index: int = 255) -> None:
+                 imbalance_measure: str = "redistribution", ignore_index: int = 255) -> None:
         super().__init__()
         if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
             raise ValueError(f"k must be an int >= 1 (pixels mined per class), got {k!r}.")
@@ -152,22 +168,39 @@ class MinorityRectificationLoss(nn.Module):
                 or not math.isfinite(eta) or eta < 0):
             raise ValueError(f"eta must be a finite number >= 0, got {eta!r}.")
         self.eta = float(eta)
+        if imbalance_measure not in IMBALANCE_MEASURES:
+            raise ValueError(f"imbalance_measure must be one of {IMBALANCE_MEASURES}, got "
+                             f"{imbalance_measure!r}.")
+        self.imbalance_measure = imbalance_measure
         self.ignore_index = int(ignore_index)
         self.base = base
-        # Saved in checkpoints, so a resumed run keeps the alpha it started with.
+        # Saved in checkpoints (a resumed run keeps the alpha it started with); the value in
+        # use is the Python float, so forward never reads the buffer (no device sync).
         self.register_buffer("imbalance", torch.tensor(float("nan"), dtype=torch.float64))
+        self._imbalance: float | None = None
         self.last_rectification: RectificationStats | None = None
 
     @property
     def needs_class_counts(self) -> bool:
         """True while ``alpha`` must still come from the training set's class counts."""
-        return self.alpha is None and bool(torch.isnan(self.imbalance))
+        return self.alpha is None and self._imbalance is None
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        """Restore ``imbalance`` from a checkpoint; a checkpoint without it (another loss, or
+        an explicit ``alpha``: NaN) keeps the value set from the class counts."""
+        key = prefix + "imbalance"
+        saved = state_dict.get(key)
+        if saved is None or bool(torch.isnan(saved)):
+            state_dict = {**state_dict, key: self.imbalance.detach().clone()}
+        super()._load_from_state_dict(state_dict, prefix, *args)
+        value = float(self.imbalance)
+        self._imbalance = None if math.isnan(value) else value
 
     def set_class_counts(self, counts: Sequence[int] | Tensor,
                          class_names: Sequence[str] | None = None) -> float:
-        """Set ``imbalance`` = smallest / largest pixel count over the classes present.
+        """Set ``imbalance`` from the training set's pixel counts (see the class docstring).
 
-        Classes without any pixel are left out of the ratio (their IoU cannot be learned
+        With ``"ratio"``, classes without any pixel are left out (their IoU cannot be learned
         anyway); the caller should warn about them.
 
         Args:
@@ -180,27 +213,33 @@ class MinorityRectificationLoss(nn.Module):
         Raises:
             ValueError: no class has a pixel (an empty or all-ignore training set).
         """
-        counts = torch.as_tensor(counts, dtype=torch.float64).reshape(-1)
-        present = counts[counts > 0]
-        if present.numel() == 0:
+        counts = [float(c) for c in torch.as_tensor(counts).reshape(-1).tolist()]
+        total = sum(counts)
+        if total <= 0:
             names = f" ({list(class_names)})" if class_names is not None else ""
             raise ValueError(
                 f"alpha=None needs the training set's class pixel counts, but no class{names} "
                 f"has a labelled pixel (empty or all-ignore training masks). Check the "
                 f"dataset, or give loss.alpha explicitly.")
-        self.imbalance.fill_(float(present.min() / present.max()))
+        if self.imbalance_measure == "redistribution":
+            value = 100.0 * sum(max(0.0, c / total - 1.0 / len(counts)) for c in counts)
+        else:
+            present = [c for c in counts if c > 0]
+            value = min(present) / max(present)
+        self._imbalance = value
+        self.imbalance.fill_(value)
         return self.current_alpha()
 
     def current_alpha(self) -> float:
         """The rectification weight in use (``alpha``, or ``min(1, eta * imbalance)``)."""
         if self.alpha is not None:
             return self.alpha
-        if torch.isnan(self.imbalance):
+        if self._imbalance is None:
             raise ValueError(
                 "MinorityRectificationLoss(alpha=None) needs the training set's class "
                 "counts: call set_class_counts(counts) first (segohem-train does), or give "
                 "alpha.")
-        return min(1.0, self.eta * float(self.imbalance))
+        return min(1.0, self.eta * self._imbalance)
 
     @property
     def last_stats(self) -> MiningStats | None:
@@ -221,7 +260,7 @@ class MinorityRectificationLoss(nn.Module):
         """
         labels = check_logits_labels(logits, labels)
         batch, classes = logits.shape[:2]
-        pixels = labels[0].numel()
+        pixels = math.prod(labels.shape[1:])
         flat_labels = labels.reshape(batch, pixels)
         valid = flat_labels != self.ignore_index
         in_range = valid & (flat_labels >= 0) & (flat_labels < classes)
@@ -236,7 +275,7 @@ class MinorityRectificationLoss(nn.Module):
 
         k = min(self.k, batch * pixels)
         with torch.no_grad():
-            # One (B, C, P) buffer, reused for the three per-(image, class) top-k passes.
+            # One (B, C, P) buffer, reused for the two per-(image, class) top-k passes.
             # log p ranks like p; real scores are clamped to finite values so that the -inf
             # marking non-candidates sorts below all of them (entries past a class's
             # candidate count are masked out below).
@@ -278,6 +317,8 @@ class MinorityRectificationLoss(nn.Module):
     def forward(self, logits: Tensor, labels: Tensor) -> Tensor:
         """Args: ``logits (B, C, *spatial)``, ``labels (B, *spatial)``. Returns a scalar."""
         base = self.base(logits, labels)
+        if not self.training:
+            return base
         rect, n_rectified, active = self.rectification(logits, labels)
         alpha = self.current_alpha()
         total = torch.where(n_rectified > 0, alpha * rect + (1.0 - alpha) * base, base)
@@ -287,6 +328,7 @@ class MinorityRectificationLoss(nn.Module):
         return total
 
     def extra_repr(self) -> str:
-        alpha = f"alpha={self.alpha}" if self.alpha is not None else f"eta={self.eta}"
+        alpha = (f"alpha={self.alpha}" if self.alpha is not None
+                 else f"eta={self.eta}, imbalance_measure={self.imbalance_measure!r}")
         return (f"k={self.k}, rho={self.rho}, margin={self.margin}, {alpha}, "
                 f"ignore_index={self.ignore_index}")
