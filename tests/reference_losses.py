@@ -157,13 +157,15 @@ def binary_ohem_reference(logits: Tensor, labels: Tensor, neg_ratio: float, min_
 
 
 def crl_reference(logits: Tensor, labels: Tensor, base: Tensor, k: int, rho: float,
-                  margin: float, alpha: float, ignore_index: int = 255) -> Tensor:
+                  margin: float, alpha: float, ignore_index: int = 255,
+                  score: str = "log_prob") -> Tensor:
     """MinorityRectificationLoss by the book: Python lists for counts, class order, mining
-    and triplets; torch only for the probabilities (so autograd gives the gradient).
+    and triplets; torch only for the scores (log p or p, so autograd gives the gradient).
 
     ``base`` is the base loss value (a tensor with its graph)."""
     classes = logits.shape[1]
-    prob = F.softmax(logits.float(), dim=1).permute(0, *range(2, logits.dim()), 1)
+    scores = F.softmax if score == "prob" else F.log_softmax
+    prob = scores(logits.float(), dim=1).permute(0, *range(2, logits.dim()), 1)
     prob = prob.reshape(-1, classes)                       # (N, C), pixel order = labels'
     rank = F.log_softmax(logits.float(), dim=1).permute(0, *range(2, logits.dim()), 1)
     rank = rank.reshape(-1, classes).detach().tolist()     # log p ranks the pixels

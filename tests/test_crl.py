@@ -27,9 +27,10 @@ def imbalanced_batch(seed: int, batch: int, classes: int, height: int, width: in
     return logits, torch.where(drop, 255, labels)
 
 
-def reference_value_and_grad(logits, labels, k, rho, margin, alpha, base_fn):
+def reference_value_and_grad(logits, labels, k, rho, margin, alpha, base_fn,
+                             score="log_prob"):
     x = logits.detach().clone().requires_grad_()
-    value = crl_reference(x, labels, base_fn(x, labels), k, rho, margin, alpha)
+    value = crl_reference(x, labels, base_fn(x, labels), k, rho, margin, alpha, score=score)
     value.backward()
     return value.detach(), x.grad
 
@@ -38,9 +39,10 @@ def reference_value_and_grad(logits, labels, k, rho, margin, alpha, base_fn):
        height=st.integers(1, 7), width=st.integers(1, 7), k=st.integers(1, 5),
        rho=st.floats(0.05, 1.0), margin=st.floats(0.0, 1.0), alpha=st.floats(0.0, 1.0),
        ignore=st.sampled_from([0.0, 0.3, 1.0]), present=st.integers(1, 6),
-       skew=st.floats(0.2, 1.0), ohem_base=st.booleans())
+       skew=st.floats(0.2, 1.0), ohem_base=st.booleans(),
+       score=st.sampled_from(["log_prob", "prob"]))
 def test_matches_reference(seed, batch, classes, height, width, k, rho, margin, alpha, ignore,
-                           present, skew, ohem_base):
+                           present, skew, ohem_base, score):
     logits, labels = imbalanced_batch(seed, batch, classes, height, width, ignore,
                                       min(present, classes), skew)
     if ohem_base:
@@ -49,10 +51,11 @@ def test_matches_reference(seed, batch, classes, height, width, k, rho, margin, 
         base = CrossEntropyLoss()
         def base_ref(x, y):
             return F.cross_entropy(x, y, ignore_index=255) if (y != 255).any() else x.sum() * 0
-    loss = MinorityRectificationLoss(base, k=k, rho=rho, margin=margin, alpha=alpha)
+    loss = MinorityRectificationLoss(base, k=k, rho=rho, margin=margin, alpha=alpha,
+                                     score=score)
     value, grad = value_and_grad(loss, logits, labels)
     ref_value, ref_grad = reference_value_and_grad(logits, labels, k, rho, margin, alpha,
-                                                   base_ref)
+                                                   base_ref, score)
     torch.testing.assert_close(value, ref_value, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(grad, ref_grad, rtol=1e-4, atol=1e-6)
     assert torch.isfinite(value)
@@ -206,6 +209,7 @@ def test_matches_reference_with_rectified_classes(seed):
     ({"eta": -1.0}, "eta must be a finite number >= 0, got -1.0"),
     ({"eta": math.nan}, "eta must be"),
     ({"imbalance_measure": "gini"}, "imbalance_measure must be one of"),
+    ({"score": "logit"}, "score must be one of"),
 ])
 def test_bad_arguments_name_the_value(kwargs, match):
     with pytest.raises(ValueError, match=match):

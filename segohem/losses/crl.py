@@ -19,6 +19,7 @@ from segohem.losses._mining import MiningStats
 from segohem.losses._validate import check_logits_labels
 
 IMBALANCE_MEASURES = ("redistribution", "ratio")
+SCORES = ("log_prob", "prob")
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,14 @@ class MinorityRectificationLoss(nn.Module):
       cost whatever the batch size, instead of ``k^2`` per anchor. Class ``c``'s term is
       their mean (fewer than ``k^2`` pairs when the class or its negatives have fewer than
       ``k`` pixels); the rectification loss is the mean over the rectified classes.
+    * the score compared is ``score="log_prob"`` (default): ``log p_c``, margin in nats
+      (``m = 1``: a hard positive should be ``e`` times as likely to be class ``c`` as a hard
+      negative), or ``"prob"``: ``p_c`` itself, margin in probability. On ``p_c`` the
+      comparison saturates: a rare class that is not learned yet has ``p_c ~ 0`` on all its
+      pixels, where ``d p_c / d logit = p_c (1 - p_c) ~ 0``, so its hard positives get no
+      gradient, while lowering every ``p_c`` already shrinks the hinge towards ``m`` — measured
+      on a held-out set (docs/benchmarks.md), ``"prob"`` collapsed training to all background.
+      ``d log p_c / d logit = 1 - p_c`` does not vanish there.
 
     ``total = alpha * rectification + (1 - alpha) * base`` when at least one class is
     rectified, and exactly ``base`` otherwise (never NaN). In eval mode (validation) the
@@ -138,7 +147,9 @@ class MinorityRectificationLoss(nn.Module):
             :class:`~segohem.losses.OhemCELoss` (called with the same inputs).
         k: hard positives and hard negatives per class (int >= 1).
         rho: fraction of the valid pixels the minority classes may cover, in (0, 1].
-        margin: triplet margin ``m`` on probabilities (>= 0).
+        margin: triplet margin ``m`` (>= 0): nats with ``score="log_prob"``, probability with
+            ``"prob"``.
+        score: ``"log_prob"`` or ``"prob"``: the class-``c`` score compared (see above).
         alpha: weight of the rectification term in [0, 1], or None to use ``eta``.
         eta: with ``alpha=None``, ``alpha = min(1, eta * imbalance)`` (>= 0).
         imbalance_measure: ``"redistribution"`` or ``"ratio"`` (see above).
@@ -151,7 +162,8 @@ class MinorityRectificationLoss(nn.Module):
 
     imbalance: Tensor
 
-    def __init__(self, base: nn.Module, k: int = 32, rho: float = 0.5, margin: float = 0.5,
+    def __init__(self, base: nn.Module, k: int = 32, rho: float = 0.5, margin: float = 1.0,
+                 score: str = "log_prob",
                  alpha: float | None = None, eta: float = 0.01,
                  imbalance_measure: str = "redistribution", ignore_index: int = 255) -> None:
         super().__init__()
@@ -163,6 +175,9 @@ class MinorityRectificationLoss(nn.Module):
                 or not math.isfinite(margin) or margin < 0):
             raise ValueError(f"margin must be a finite number >= 0, got {margin!r}.")
         self.margin = float(margin)
+        if score not in SCORES:
+            raise ValueError(f"score must be one of {SCORES}, got {score!r}.")
+        self.score = score
         self.alpha = None if alpha is None else _check_unit("alpha", alpha, low_open=False)
         if (isinstance(eta, bool) or not isinstance(eta, numbers.Real)
                 or not math.isfinite(eta) or eta < 0):
@@ -299,7 +314,10 @@ class MinorityRectificationLoss(nn.Module):
         index = torch.cat([positives, negatives], dim=1)                       # (C, 2k)
         image, offset = index // pixels, index % pixels
         rows = logits.reshape(batch, classes, pixels)[image, :, offset].float()  # (C, 2k, C)
-        p = torch.softmax(rows, dim=-1).gather(
+        scores = torch.log_softmax(rows, dim=-1)
+        if self.score == "prob":
+            scores = scores.exp()
+        p = scores.gather(
             -1, class_ids[:, None, None].expand(classes, 2 * k, 1)).squeeze(-1)
         p_pos, p_neg = p[:, :k], p[:, k:]
         # Signed relative comparison (see the class docstring): the anchor cancels out.
@@ -330,5 +348,5 @@ class MinorityRectificationLoss(nn.Module):
     def extra_repr(self) -> str:
         alpha = (f"alpha={self.alpha}" if self.alpha is not None
                  else f"eta={self.eta}, imbalance_measure={self.imbalance_measure!r}")
-        return (f"k={self.k}, rho={self.rho}, margin={self.margin}, {alpha}, "
+        return (f"k={self.k}, rho={self.rho}, margin={self.margin}, score={self.score!r}, {alpha}, "
                 f"ignore_index={self.ignore_index}")
