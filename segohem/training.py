@@ -199,6 +199,7 @@ def train(cfg: DictConfig) -> float | None:
     from segohem.callbacks import (
         AtomicCheckpointIO,
         HparamsLogger,
+        MinTrainSteps,
         RankConfigCheck,
         SkippedStepCounter,
     )
@@ -240,7 +241,8 @@ def train(cfg: DictConfig) -> float | None:
 
     callbacks = _instantiate_all(cfg.get("callbacks"))
     callbacks += [HparamsLogger(run_config, metric="val/mIoU_best"),
-                  RankConfigCheck(run_config), SkippedStepCounter()]
+                  RankConfigCheck(run_config), SkippedStepCounter(),
+                  MinTrainSteps(cfg.get("min_train_steps"))]
     loggers = _instantiate_all(cfg.get("logger"))
     extra = {}
     strategy = sweep_safe_strategy(cfg.trainer.get("strategy"))

@@ -13,6 +13,7 @@ TINY = [
     "dataset.val_set.num_samples=16",
     "dataset.num_workers=0",
     "trainer.max_epochs=1",
+    "min_train_steps=null",
     "trainer.enable_progress_bar=false",
     "trainer.enable_model_summary=false",
 ]
@@ -54,4 +55,5 @@ def real_dataset_overrides(option: str, data_dir: Path) -> list[str]:
     extra = ["dataset.num_classes=3", "dataset.class_names=[a,b,c]"] if option == "folder" else []
     return [f"dataset={option}", f"dataset.root={root}", *extra, "dataset.crop_size=[64,64]",
             "dataset.batch_size=2", "dataset.num_workers=0", "trainer.max_epochs=1",
+            "min_train_steps=null",
             "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]

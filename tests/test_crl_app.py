@@ -59,7 +59,8 @@ def test_all_ignore_training_masks_fail_before_training(tmp_path):
                                   raw_values=[255], size=(32, 32))
     cfg = compose_train(["dataset=folder", f"dataset.root={root}", "dataset.num_classes=2",
                          "dataset.class_names=[bg,fg]", "dataset.num_workers=0",
-                         "loss=crl", "loss.alpha=null", "trainer.max_epochs=1"],
+                         "loss=crl", "loss.alpha=null", "trainer.max_epochs=1",
+                         "min_train_steps=null"],
                         tmp_path / "run")
     with pytest.raises(ConfigError, match=r"loss.alpha=null: .*no class \(\['bg', 'fg'\]\)"):
         train(cfg)

@@ -21,7 +21,7 @@ def test_segohem_train_on_a_cityscapes_tree(tmp_path):
     args = [sys.executable, "-m", "segohem.train", "dataset=cityscapes",
             f"dataset.root={root}", f"hydra.run.dir={run_dir}", "dataset.crop_size=[64,128]",
             "dataset.batch_size=2", "dataset.val_batch_size=2", "dataset.num_workers=0",
-            "trainer.max_epochs=2", "trainer.enable_progress_bar=false"]
+            "trainer.max_epochs=2", "min_train_steps=null", "trainer.enable_progress_bar=false"]
     done = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
 

@@ -49,7 +49,8 @@ def cityscapes_run(tmp_path_factory) -> tuple[Path, Path]:
     out = base / "run"
     train(compose_train(["dataset=cityscapes", f"dataset.root={root}",
                          "dataset.crop_size=[64,128]", "dataset.batch_size=2",
-                         "dataset.num_workers=0", "trainer.max_epochs=1", "logger=none",
+                         "dataset.num_workers=0", "trainer.max_epochs=1",
+                         "min_train_steps=null", "logger=none",
                          "trainer.enable_progress_bar=false",
                          "trainer.enable_model_summary=false"], out))
     return root, out

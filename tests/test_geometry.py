@@ -237,7 +237,8 @@ def test_browse_dataset_shows_the_resolved_pipeline(tmp_path, capsys):
 
 def test_train_saves_the_resolved_geometry(tmp_path, caplog):
     run_dir = tmp_path / "run"
-    cfg = compose_train([*_folder(tmp_path), "trainer.max_epochs=1", "logger=none",
+    cfg = compose_train([*_folder(tmp_path), "trainer.max_epochs=1", "min_train_steps=null",
+                         "logger=none",
                          "trainer.limit_train_batches=1", "trainer.limit_val_batches=1"],
                         run_dir)
     with caplog.at_level(logging.INFO, logger="segohem.data.geometry"):

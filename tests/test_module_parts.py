@@ -136,7 +136,8 @@ def test_configs_work_from_an_installed_wheel(tmp_path):
 def test_compile_option_trains_and_keeps_plain_checkpoint_keys(tmp_path):
     run = subprocess.run(
         [sys.executable, "-m", "segohem.train", f"hydra.run.dir={tmp_path}", "debug=limit",
-         "compile=true", "trainer.max_epochs=1", "dataset.image_size=[64,64]",
+         "compile=true", "trainer.max_epochs=1", "min_train_steps=null",
+         "dataset.image_size=[64,64]",
          "trainer.enable_progress_bar=false", "logger=none"],
         capture_output=True, text=True, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]

@@ -16,7 +16,8 @@ import yaml
 
 TINY_DDP = ["trainer=ddp_cpu", "dataset.image_size=[64,64]", "dataset.train_set.num_samples=32",
             "dataset.val_set.num_samples=9", "dataset.num_workers=0", "trainer.max_epochs=1",
-            "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
+            "min_train_steps=null", "trainer.enable_progress_bar=false",
+            "trainer.enable_model_summary=false",
             "image_log_every_n_epochs=100"]
 RANK_LINE = re.compile(r"rank (\d)/(\d): config (\w+) loss (\{.*\})$")
 

@@ -93,6 +93,7 @@ def test_sigkill_mid_epoch_then_resume(tmp_path):
     args = [sys.executable, "-m", "segohem.train", f"hydra.run.dir={run_dir}",
             "dataset.image_size=[64,64]", "dataset.train_set.num_samples=256",
             "dataset.val_set.num_samples=8", "dataset.num_workers=0", "trainer.max_epochs=3",
+            "min_train_steps=null",
             "trainer.enable_progress_bar=false", "logger=none"]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)

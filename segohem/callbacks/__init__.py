@@ -6,6 +6,7 @@ from segohem.callbacks.checkpoint_io import AtomicCheckpointIO
 from segohem.callbacks.hparams import HparamsLogger
 from segohem.callbacks.images import SegmentationImageLogger
 from segohem.callbacks.metrics_writer import MetricsWriter
+from segohem.callbacks.min_steps import MinTrainSteps
 from segohem.callbacks.rank_check import RankConfigCheck
 
 __all__ = [
@@ -13,6 +14,7 @@ __all__ = [
     "BestModelCheckpoint",
     "HparamsLogger",
     "MetricsWriter",
+    "MinTrainSteps",
     "RankConfigCheck",
     "SegmentationImageLogger",
     "SkippedStepCounter",
