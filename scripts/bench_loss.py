@@ -192,8 +192,6 @@ def binary_losses(valid: Tensor, target: Tensor) -> dict[str, LossFn]:
         "bce": bce,
         "BinaryOhemLoss()": BinaryOhemLoss(),
         "BinaryOhemLoss(check_labels=False)": BinaryOhemLoss(check_labels=False),
-        "MinorityRectificationLoss(OHEM, check_labels=False)": MinorityRectificationLoss(
-            OhemCELoss(thresh=0.7, check_labels=False), alpha=0.5),
     }
 
 
@@ -207,6 +205,8 @@ def sync_check_losses() -> dict[str, LossFn]:
         "OhemCELoss(0.05, check_labels=False)": OhemCELoss(thresh=0.05, check_labels=False),
         "TopKCELoss(0.2, check_labels=False)": TopKCELoss(top_k=0.2, check_labels=False),
         "BinaryOhemLoss(check_labels=False)": BinaryOhemLoss(check_labels=False),
+        "MinorityRectificationLoss(OHEM, check_labels=False)": MinorityRectificationLoss(
+            OhemCELoss(thresh=0.7, check_labels=False), alpha=0.5),
     }
 
 

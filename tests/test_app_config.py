@@ -127,7 +127,7 @@ def test_entry_point_imports_no_heavy_modules():
 def test_cli_help_and_cfg_job_and_bad_override(tmp_path):
     cli = [sys.executable, "-m", "segohem.train"]
     out = subprocess.run([*cli, "--help"], capture_output=True, text=True, check=True).stdout
-    assert "loss: ce, ohem, ohem_dice, topk" in out
+    assert "loss: ce, crl, ohem, ohem_crl, ohem_dice, topk" in out
     out = subprocess.run([*cli, "--cfg", "job", "loss=topk", "loss.top_k=0.3"],
                          capture_output=True, text=True, check=True, cwd=tmp_path).stdout
     assert "top_k: 0.3" in out
