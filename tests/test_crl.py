@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from reference_losses import crl_reference, ohem_reference
 
 from segohem.losses import CrossEntropyLoss, MinorityRectificationLoss, OhemCELoss
+from segohem.losses._hard_pixels import row_top_k
 from segohem.losses.crl import minority_classes
 
 
@@ -233,3 +234,67 @@ def test_compiles_to_one_graph_no_host_sync():
         ref_value, ref_grad = value_and_grad(eager, logits, labels_case)
         torch.testing.assert_close(value, ref_value, rtol=1e-6, atol=1e-7)
         torch.testing.assert_close(grad, ref_grad, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_through_a_layer_matches_the_reference_in_either_memory_layout(memory_format):
+    """Logits from a layer (the sparse gradient of the mined rows must be added into the
+    base loss's dense one before the layer's backward) and channels-last logits (the
+    mining ranks a copy, not the buffer lent to the base loss)."""
+    inputs, labels = imbalanced_batch(5, 2, 4, 8, 8, 0.2, 4, 0.3)
+    conv = torch.nn.Conv2d(4, 4, 3, padding=1)
+
+    def weight_grad(loss_fn, fmt):
+        conv.zero_grad()
+        logits = conv(inputs.to(memory_format=fmt))
+        assert logits.is_contiguous() == (fmt == torch.contiguous_format)
+        value = loss_fn(logits, labels)
+        value.backward()
+        return value.detach(), conv.weight.grad.clone()
+
+    def reference(x, y):
+        return crl_reference(x, y, F.cross_entropy(x, y, ignore_index=255), 3, 0.5, 1.0, 0.5)
+
+    loss = MinorityRectificationLoss(CrossEntropyLoss(), k=3, alpha=0.5)
+    value, grad = weight_grad(loss, memory_format)
+    ref_value, ref_grad = weight_grad(reference, torch.contiguous_format)
+    assert float(loss.last_rectification.minority_classes) > 0
+    torch.testing.assert_close(value, ref_value, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_logits(dtype):
+    logits, labels = imbalanced_batch(6, 2, 4, 8, 8, 0.1, 4, 0.3)
+    logits = logits.to(dtype)
+    loss = MinorityRectificationLoss(OhemCELoss(0.7), k=3, alpha=0.5)
+    value, grad = value_and_grad(loss, logits, labels)
+    assert value.dtype == torch.float32 and grad.dtype == dtype
+    ref_value, ref_grad = value_and_grad(loss, logits.float(), labels)
+    torch.testing.assert_close(value, ref_value, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(grad.float(), ref_grad, rtol=1e-2, atol=1e-3)
+
+
+@pytest.mark.parametrize("n", [1000, 64 * 3, 4096, 4096 * 3])
+@pytest.mark.parametrize("k", [1, 8, 40])
+def test_row_top_k_by_chunks_equals_topk(n, k):
+    gen = torch.Generator().manual_seed(n + k)
+    score = torch.randn(5, n, generator=gen)
+    score[0] = 0.0                                    # all tied
+    score[1, ::7] = -math.inf
+    score[2, :n // 2] = score[2, n // 2:].flip(0)     # pairs of ties
+    values, index = row_top_k(score, k, chunk=64)
+    assert torch.equal(values, score.topk(k, dim=1).values)
+    assert torch.equal(score.gather(1, index), values)
+    assert all(len(set(row)) == k for row in index.tolist())
+
+
+def test_matches_reference_on_images_large_enough_for_the_chunked_top_k():
+    logits, labels = imbalanced_batch(8, 2, 3, 64, 64, 0.1, 3, 0.1)   # 4096 px: 8 chunks
+    base_ref = lambda x, y: F.cross_entropy(x, y, ignore_index=255)  # noqa: E731
+    loss = MinorityRectificationLoss(CrossEntropyLoss(), k=4, alpha=0.5)
+    value, grad = value_and_grad(loss, logits, labels)
+    ref_value, ref_grad = reference_value_and_grad(logits, labels, 4, 0.5, 1.0, 0.5, base_ref)
+    assert float(loss.last_rectification.minority_classes) == 2
+    torch.testing.assert_close(value, ref_value, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-4, atol=1e-6)

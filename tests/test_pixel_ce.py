@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from helpers import make_batch
 
-from segohem.losses._pixel_ce import pixel_cross_entropy
+from segohem.losses._pixel_ce import lend_log_softmax, pixel_cross_entropy
 
 
 @pytest.mark.parametrize("ignore_fraction", [0.0, 0.3, 1.0])
@@ -52,3 +52,23 @@ def test_second_backward_through_a_retained_graph_is_refused():
     ce.backward(retain_graph=True)
     with pytest.raises(RuntimeError, match="backpropagated only once"):
         ce.backward()
+
+
+def test_a_lent_log_softmax_is_used_and_consumed_with_the_same_result():
+    logits, labels = make_batch(3, 2, 5, 7, 9, ignore_fraction=0.3)
+    valid = labels != 255
+    coef = torch.rand(2, 7, 9)
+    x1 = logits.clone().requires_grad_()
+    own = pixel_cross_entropy(x1, labels, valid)
+    (own * coef).sum().backward()
+    x2 = logits.clone().requires_grad_()
+    lent = F.log_softmax(logits, 1, dtype=torch.float32)
+    lent.masked_fill_(~valid[:, None], -float("inf"))  # allowed: not read on ignored pixels
+    with lend_log_softmax(x2, lent):
+        ce = pixel_cross_entropy(x2, labels, valid)
+        other = pixel_cross_entropy(x2.detach().clone(), labels, valid)  # another tensor
+    (ce * coef).sum().backward()
+    assert torch.equal(ce, own) and torch.equal(other, own)
+    assert torch.equal(x2.grad, x1.grad)
+    # Consumed: backward turned the lent buffer itself into the gradient.
+    assert torch.equal(lent, x2.grad)

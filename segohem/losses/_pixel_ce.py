@@ -15,10 +15,18 @@ on CPU (where fresh large buffers are page-faulted in) about half the time of
 Because the saved buffer is consumed, the graph cannot be backpropagated twice
 (``retain_graph=True`` followed by a second backward raises), and double backward and
 ``torch.func`` transforms (``grad``, ``vmap``) are not supported.
+
+A caller that needs the log-softmax of the same logits for something else (the minority
+rectification loss ranks pixels on it) computes it once and lends it to the loss inside
+:func:`lend_log_softmax`: the per-pixel cross-entropy then uses that buffer instead of
+computing its own, and consumes it in backward as usual.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from contextvars import ContextVar
 from typing import Any
 
 import torch
@@ -27,11 +35,41 @@ from torch import Tensor
 
 from segohem.losses._determinism import order_independent_atomics
 
+_LENT: ContextVar[tuple[Tensor, Tensor] | None] = ContextVar("segohem_lent_log_softmax",
+                                                              default=None)
+
+
+@contextlib.contextmanager
+def lend_log_softmax(logits: Tensor, log_prob: Tensor) -> Iterator[None]:
+    """Within the block, :func:`pixel_cross_entropy` of exactly ``logits`` (the same tensor
+    object) uses ``log_prob`` instead of computing the log-softmax again.
+
+    Args:
+        logits: ``(B, C, *spatial)``.
+        log_prob: ``F.log_softmax(logits, 1, dtype=torch.float32)`` computed by the caller,
+            detached. The loss takes it over: it is turned into the gradient in backward, so
+            the caller must be done with it before backward. Its entries may differ from the
+            log-softmax where their gradient and the loss do not depend on them: ``-inf``
+            (or any value with ``exp(value) == 0``) on pixels that are not ``valid``.
+
+    A no-op while compiling (the loss then computes its own log-softmax).
+    """
+    if torch.compiler.is_compiling():
+        yield
+        return
+    token = _LENT.set((logits, log_prob))
+    try:
+        yield
+    finally:
+        _LENT.reset(token)
+
 
 class _PixelCrossEntropy(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, logits: Tensor, labels: Tensor, valid: Tensor) -> Tensor:
-        log_prob = F.log_softmax(logits, dim=1, dtype=torch.float32)
+    def forward(ctx: Any, logits: Tensor, labels: Tensor, valid: Tensor,
+                log_prob: Tensor | None) -> Tensor:
+        if log_prob is None:
+            log_prob = F.log_softmax(logits, dim=1, dtype=torch.float32)
         safe = torch.where(valid, labels, 0).unsqueeze(1)
         ce = torch.where(valid, log_prob.gather(1, safe).squeeze(1).neg(), 0.0)
         ctx.save_for_backward(log_prob, safe, valid)
@@ -41,7 +79,7 @@ class _PixelCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx: Any, grad_ce: Tensor) -> tuple[Tensor, None, None]:
+    def backward(ctx: Any, grad_ce: Tensor) -> tuple[Tensor, None, None, None]:
         if ctx.consumed:
             raise RuntimeError(
                 "segohem's per-pixel cross-entropy turns its saved log-softmax into the "
@@ -54,7 +92,7 @@ class _PixelCrossEntropy(torch.autograd.Function):
         # Subtract the one-hot term: one write per pixel, so the atomics are exact.
         with order_independent_atomics(grad.device):
             grad.scatter_add_(1, safe, scale.neg())
-        return grad.to(ctx.logits_dtype), None, None
+        return grad.to(ctx.logits_dtype), None, None, None
 
 
 def pixel_cross_entropy(logits: Tensor, labels: Tensor, valid: Tensor) -> Tensor:
@@ -71,4 +109,6 @@ def pixel_cross_entropy(logits: Tensor, labels: Tensor, valid: Tensor) -> Tensor
     Raises:
         RuntimeError: (CPU) a valid label outside ``[0, C)``; on CUDA that is a device assert.
     """
-    return _PixelCrossEntropy.apply(logits, labels, valid)
+    lent = None if torch.compiler.is_compiling() else _LENT.get()
+    log_prob = lent[1] if lent is not None and lent[0] is logits else None
+    return _PixelCrossEntropy.apply(logits, labels, valid, log_prob)

@@ -15,8 +15,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from segohem.losses._hard_pixels import hard_pixels, minority_classes, pixel_rows
 from segohem.losses._mining import MiningStats
+from segohem.losses._pixel_ce import lend_log_softmax
 from segohem.losses._validate import check_logits_labels
+
+__all__ = ["MinorityRectificationLoss", "RectificationStats", "minority_classes"]
 
 IMBALANCE_MEASURES = ("redistribution", "ratio")
 SCORES = ("log_prob", "prob")
@@ -48,38 +52,6 @@ def _check_unit(name: str, value: float, *, low_open: bool) -> float:
         interval = "(0, 1]" if low_open else "[0, 1]"
         raise ValueError(f"{name} must be a number in {interval}, got {value!r}.")
     return float(value)
-
-
-def minority_classes(counts: Tensor, rho: float) -> Tensor:
-    """Which classes of a batch are *minority* classes (sync-free).
-
-    Classes are taken in increasing order of their pixel count (ties: lower class id
-    first) while the cumulative count stays ``<= rho * valid``; of those, classes with
-    fewer than 2 pixels are dropped (absent classes count 0 and never qualify).
-
-    Args:
-        counts: ``(C,)`` int64 valid pixels per class.
-        rho: fraction of the valid pixels the minority classes may cover together.
-
-    Returns:
-        ``(C,)`` bool.
-    """
-    order = torch.sort(counts, stable=True).indices
-    cumulative = counts[order].cumsum(0).to(torch.float64)
-    limit = rho * counts.sum().to(torch.float64)
-    within = torch.zeros_like(counts, dtype=torch.bool).scatter(0, order, cumulative <= limit)
-    return within & (counts >= 2)
-
-
-def _top_k_over_batch(score: Tensor, k: int) -> Tensor:
-    """Flat pixel indices ``(C, k)`` into ``(B * P)`` of the ``k <= B * P`` largest entries of
-    each class of ``score (B, C, P)`` over all images (top-k per image and class, merged)."""
-    batch, classes, pixels = score.shape
-    values, index = score.topk(min(k, pixels), dim=2)                         # (B, C, k')
-    index = index + (torch.arange(batch, device=score.device) * pixels)[:, None, None]
-    values, index = values.transpose(0, 1).reshape(classes, -1), index.transpose(0, 1)
-    best = values.topk(k, dim=1).indices
-    return index.reshape(classes, -1).gather(1, best)
 
 
 class MinorityRectificationLoss(nn.Module):
@@ -273,13 +245,25 @@ class MinorityRectificationLoss(nn.Module):
             gradients when no class qualifies), the number of rectified classes and the
             fraction of comparisons with a non-zero loss (both float32, detached).
         """
+        mined = self._mine(logits, labels)
+        return self._triplet_loss(logits, *mined[1:], sparse_grad=False)
+
+    def _mine(self, logits: Tensor, labels: Tensor
+              ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """Counts, rectified classes and hard pixels of a batch.
+
+        Returns:
+            ``(log_prob, counts, n_valid, rectify, positives, negatives)``: the float32
+            log-softmax ``(B, C, *spatial)`` after :func:`hard_pixels` (fit to lend to the
+            base loss), ``(C,)`` int64 pixel counts, their sum, ``(C,)`` bool classes to
+            rectify, ``(C, k)`` flat indices of the hard positives and negatives.
+        """
         labels = check_logits_labels(logits, labels)
         batch, classes = logits.shape[:2]
         pixels = math.prod(labels.shape[1:])
         flat_labels = labels.reshape(batch, pixels)
-        valid = flat_labels != self.ignore_index
-        in_range = valid & (flat_labels >= 0) & (flat_labels < classes)
-        safe = torch.where(in_range, flat_labels, 0)[:, None]                # (B, 1, P)
+        in_range = ((flat_labels != self.ignore_index) & (flat_labels >= 0)
+                    & (flat_labels < classes))
         # Ignored pixels (and out-of-range labels, which the base loss reports) go to bin C.
         bins = torch.where(in_range, flat_labels, classes).reshape(-1)
         counts = torch.zeros(classes + 1, dtype=torch.int64, device=labels.device)
@@ -287,33 +271,25 @@ class MinorityRectificationLoss(nn.Module):
         counts = counts[:classes]
         n_valid = counts.sum()
         rectify = minority_classes(counts, self.rho) & (n_valid - counts >= 1)
+        log_prob = torch.log_softmax(logits.detach(), 1, dtype=torch.float32)
+        # A view when contiguous (ranked in place, then lent to the base loss), else a copy.
+        score = log_prob.reshape(batch, classes, pixels)
+        positives, negatives = hard_pixels(score, flat_labels, in_range,
+                                           min(self.k, batch * pixels))
+        return log_prob, counts, n_valid, rectify, positives, negatives
 
-        k = min(self.k, batch * pixels)
-        with torch.no_grad():
-            # One (B, C, P) buffer, reused for the two per-(image, class) top-k passes.
-            # log p ranks like p; real scores are clamped to finite values so that the -inf
-            # marking non-candidates sorts below all of them (entries past a class's
-            # candidate count are masked out below).
-            score = torch.log_softmax(logits.detach().reshape(batch, classes, pixels), 1,
-                                      dtype=torch.float32)
-            score.clamp_min_(torch.finfo(torch.float32).min)
-            own = score.gather(1, safe)                                       # (B, 1, P)
-            score.masked_fill_(~in_range[:, None], float("-inf"))
-            score.scatter_(1, safe, float("-inf"))
-            negatives = _top_k_over_batch(score, k)
-            score.fill_(float("-inf")).scatter_(
-                1, safe, torch.where(in_range[:, None], -own, -math.inf))
-            positives = _top_k_over_batch(score, k)
-            del score
-        slots = torch.arange(k, device=labels.device)
-        class_ids = torch.arange(classes, device=labels.device)
+    def _triplet_loss(self, logits: Tensor, counts: Tensor, n_valid: Tensor, rectify: Tensor,
+                      positives: Tensor, negatives: Tensor, sparse_grad: bool
+                      ) -> tuple[Tensor, Tensor, Tensor]:
+        """The rectification loss on the mined pixels (see :meth:`rectification`)."""
+        classes, k = positives.shape
+        slots = torch.arange(k, device=positives.device)
+        class_ids = torch.arange(classes, device=positives.device)
         pos_ok = slots < counts[:, None]                                      # (C, k)
         neg_ok = slots < (n_valid - counts)[:, None]
-
-        # Probabilities with gradient, only at the 2k mined pixels of each class.
-        index = torch.cat([positives, negatives], dim=1)                       # (C, 2k)
-        image, offset = index // pixels, index % pixels
-        rows = logits.reshape(batch, classes, pixels)[image, :, offset].float()  # (C, 2k, C)
+        # Scores with gradient, only at the 2k mined pixels of each class.
+        index = torch.cat([positives, negatives], dim=1).reshape(-1)          # (C * 2k,)
+        rows = pixel_rows(logits, index, sparse_grad).float().reshape(classes, 2 * k, classes)
         scores = torch.log_softmax(rows, dim=-1)
         if self.score == "prob":
             scores = scores.exp()
@@ -334,10 +310,15 @@ class MinorityRectificationLoss(nn.Module):
 
     def forward(self, logits: Tensor, labels: Tensor) -> Tensor:
         """Args: ``logits (B, C, *spatial)``, ``labels (B, *spatial)``. Returns a scalar."""
-        base = self.base(logits, labels)
         if not self.training:
-            return base
-        rect, n_rectified, active = self.rectification(logits, labels)
+            return self.base(logits, labels)
+        log_prob, *mined = self._mine(logits, labels)
+        # The base loss reuses the log-softmax the mining computed (if it is a segohem
+        # cross-entropy; any other loss ignores it).
+        with lend_log_softmax(logits, log_prob):
+            base = self.base(logits, labels)
+        del log_prob
+        rect, n_rectified, active = self._triplet_loss(logits, *mined, sparse_grad=True)
         alpha = self.current_alpha()
         total = torch.where(n_rectified > 0, alpha * rect + (1.0 - alpha) * base, base)
         self.last_rectification = RectificationStats(
