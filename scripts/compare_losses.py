@@ -17,8 +17,8 @@ between jobs, ``seed`` excepted (normally only ``loss``), so the seeds are a gro
 replicates.
 
 Rare classes: ``--rare`` names them; otherwise they are the classes whose share of the valid
-pixels of the training masks is below ``--rare-below`` (only for ``dataset=folder``: the
-masks are found from the job's ``.hydra/config.yaml``).
+pixels of the training masks is below ``--rare-below`` (the training set is built from the
+job's ``.hydra/config.yaml``, masks only).
 
 Verdict against the baseline group (the same overrides with ``loss=<--baseline>``; or
 ``--baseline key=value``), for mIoU and the rare classes' mean IoU: Δ = difference of the
@@ -42,7 +42,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
 
 Key = tuple[tuple[str, str], ...]  # the overrides that tell a group apart
@@ -72,7 +71,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     ap.add_argument("--no-train", action="store_true", help="only summarise --sweep-dir")
     ap.add_argument("--rare", default="", help="rare class names (comma-separated)")
     ap.add_argument("--rare-below", type=float, default=0.01,
-                    help="else: classes under this training pixel share (dataset=folder)")
+                    help="else: classes under this training pixel share")
     ap.add_argument("--baseline", default="ce", help="loss name, or key=value")
     ap.add_argument("--python", default=sys.executable, help="interpreter for the sweep")
     args = ap.parse_args(argv[:cut])
@@ -151,38 +150,25 @@ def verdict(group: dict[str, Any] | None, base: dict[str, Any] | None) -> dict[s
 
 
 def class_shares(job: Path, classes: list[str]) -> dict[str, float]:
-    """Share of each class among the valid pixels of the training masks of the job's
-    ``dataset=folder`` config (``.hydra/config.yaml``)."""
-    from PIL import Image
+    """Share of each class among the labelled pixels of the job's training set: built from
+    its ``.hydra/config.yaml`` (any dataset config) without transforms and counted by
+    :func:`segohem.data.class_counts.class_pixel_counts` (masks only)."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from segohem.data.class_counts import class_pixel_counts
 
     config = job / ".hydra" / "config.yaml"
-    ds = (yaml.safe_load(config.read_text()) or {}).get("dataset", {}) if config.is_file() else {}
-    if ds.get("name") != "folder":
-        raise CompareError(f"{config}: not dataset=folder; name the rare classes with --rare")
-    if any("${" in str(ds.get(k)) for k in ("root", "masks_dir", "split_file", "train_split")):
-        raise CompareError(f"{config}: dataset paths hold interpolations; use --rare")
-    root, split = Path(ds["root"]), ds.get("train_split", "train")
-    masks = root / ds.get("masks_dir", "masks")
-    lists = [Path(str(ds["split_file"]).replace("{split}", split))] if ds.get("split_file") \
-        else [Path("splits") / f"{split}.txt"]
-    path = lists[0] if lists[0].is_absolute() else root / lists[0]
-    if path.is_file():
-        files = [masks / f"{Path(s.split()[0]).stem}.png"
-                 for s in path.read_text().splitlines() if s.strip()]
-    else:
-        files = sorted((masks / split if (masks / split).is_dir() else masks).glob("*.png"))
-    lut = np.arange(1 << 16)
-    for stored, cls in (ds.get("value_map") or {}).items():
-        lut[int(stored)] = int(cls)
-    counts = np.zeros(len(classes), np.int64)
-    for f in files:
-        m = np.asarray(Image.open(f))
-        if m.ndim != 2:
-            raise CompareError(f"{f}: colour mask; name the rare classes with --rare")
-        m = lut[m]
-        counts += np.bincount(m[m < len(classes)].ravel(), minlength=len(classes))
+    try:
+        dataset = OmegaConf.load(config).dataset
+        train_set = instantiate(dataset.train_set, transform=None)
+        counts = class_pixel_counts(train_set, len(classes), dataset.get("ignore_index", 255))
+    except Exception as err:  # any config or data problem: the user can name the classes
+        raise CompareError(f"{config}: cannot count the training pixels per class "
+                           f"({type(err).__name__}: {err}); name the rare classes with "
+                           "--rare") from None
     if not counts.sum():
-        raise CompareError(f"no training mask pixels found under {masks}; use --rare")
+        raise CompareError(f"{config}: the training masks hold no labelled pixel; use --rare")
     return {c: float(n / counts.sum()) for c, n in zip(classes, counts, strict=True)}
 
 
@@ -272,10 +258,6 @@ def main(argv: list[str] | None = None) -> int:
     sweep = args.sweep_dir or Path("multirun/compare_losses") / time.strftime("%Y-%m-%d_%H-%M-%S")
     returncode = 0
     if not args.no_train:
-        if not rare and "dataset=folder" not in overrides:
-            print("error: without dataset=folder the rare classes cannot be measured: pass "
-                  "--rare NAME[,NAME]", file=sys.stderr)
-            return 2
         cmd = train_command(args, overrides, sweep)
         print("+ " + " ".join(cmd), flush=True)
         returncode = subprocess.run(cmd, check=False).returncode

@@ -105,16 +105,20 @@ def test_grouping_by_other_varying_overrides(tmp_path: Path) -> None:
 
 def test_rare_classes_from_training_mask_shares(tmp_path: Path) -> None:
     root = tmp_path / "data"
-    (root / "masks").mkdir(parents=True)
-    (root / "splits").mkdir()
+    for sub in ("images", "masks", "splits"):
+        (root / sub).mkdir(parents=True)
     mask = np.zeros((20, 20), np.uint8)  # 400 px: 396 background, 3 line, 1 dot
     mask[0, :3], mask[5, 5] = 1, 2
-    Image.fromarray(mask).save(root / "masks" / "a.png")
-    Image.fromarray(np.full((20, 20), 255, np.uint8)).save(root / "masks" / "void.png")
-    Image.fromarray(np.full((20, 20), 1, np.uint8)).save(root / "masks" / "not_train.png")
+    masks = {"a": mask, "void": np.full((20, 20), 255, np.uint8),
+             "not_train": np.full((20, 20), 1, np.uint8)}
+    for stem, m in masks.items():
+        Image.fromarray(m).save(root / "masks" / f"{stem}.png")
+        Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(root / "images" / f"{stem}.png")
     (root / "splits" / "train.txt").write_text("a\nvoid\n")
-    dataset = {"name": "folder", "root": str(root), "masks_dir": "masks", "split_file": None,
-               "train_split": "train", "value_map": None}
+    dataset = {"name": "folder", "ignore_index": 255,
+               "train_set": {"_target_": "segohem.data.FolderDataset", "root": str(root),
+                             "split": "train", "classes": CLASSES,
+                             "transform": "${dataset.train_transform}"}}
     make_sweep(tmp_path / "sweep", dataset)
     assert cl.main(["--no-train", "--sweep-dir", str(tmp_path / "sweep"),
                     "--rare-below", "0.005"]) == 0
@@ -125,12 +129,11 @@ def test_rare_classes_from_training_mask_shares(tmp_path: Path) -> None:
     assert data["groups"][0]["rare_mIoU"]["mean"] == pytest.approx(34.0)
 
 
-def test_not_folder_without_rare_is_an_error(tmp_path: Path, capsys) -> None:
-    make_sweep(tmp_path)
+def test_a_training_set_that_cannot_be_built_asks_for_rare(tmp_path: Path, capsys) -> None:
+    make_sweep(tmp_path)  # its config has no dataset.train_set
     assert cl.main(["--no-train", "--sweep-dir", str(tmp_path)]) == 2
-    assert "--rare" in capsys.readouterr().err
-    assert cl.main(["--sweep-dir", str(tmp_path / "new")]) == 2  # refused before training
-    assert not (tmp_path / "new").exists()
+    err = capsys.readouterr().err
+    assert "config.yaml" in err and "--rare" in err
 
 
 def test_missing_metrics_is_reported_and_fails(tmp_path: Path, capsys) -> None:
