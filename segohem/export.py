@@ -25,7 +25,6 @@ Only Hydra is imported at module level, so ``--help`` answers quickly.
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import warnings
@@ -35,6 +34,8 @@ from typing import TYPE_CHECKING, Any
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
+
+from segohem.files import write_json
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
@@ -296,9 +297,8 @@ def export(cfg: DictConfig) -> ExportResult:
                           f"{first}.{hint}") from err
 
     diffs = check_parity(module, path, fmt, height, width) if cfg.check else {}
-    sidecar = path.with_name(path.name + ".json")
-    sidecar.write_text(json.dumps(sidecar_content(loaded, fmt, path, normalize, cfg, diffs),
-                                  indent=2) + "\n")
+    sidecar = write_json(path.with_name(path.name + ".json"),
+                         sidecar_content(loaded, fmt, path, normalize, cfg, diffs))
     result = ExportResult(path=path, sidecar=sidecar, max_abs_diff=diffs)
     for shape, diff in diffs.items():
         log.info("parity %s: max abs diff %.3g (atol %.3g)", shape, diff, float(cfg.atol))

@@ -45,6 +45,8 @@ from typing import TYPE_CHECKING, Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from segohem.files import IMAGE_SUFFIXES
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -54,8 +56,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FORMATS = ("color", "overlay", "id", "cityscapes")
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp",
-                            ".ppm", ".pgm", ".pnm"})
 #: ``<city>_<seq>_<frame>_leftImg8bit.png`` (city names may hold hyphens: ``bad-honnef``).
 CITYSCAPES_IMAGE_NAME = re.compile(
     r"^(?P<city>[A-Za-z][A-Za-z0-9-]*)_(?P<seq>\d+)_(?P<frame>\d+)_leftImg8bit\.png$")

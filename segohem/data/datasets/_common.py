@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from segohem.files import IMAGE_SUFFIXES
+
 IGNORE_INDEX = 255
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 Palette = tuple[tuple[int, int, int], ...]
 
 

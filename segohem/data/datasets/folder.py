@@ -11,7 +11,6 @@ import numpy as np
 
 from segohem.data.datasets._common import (
     IGNORE_INDEX,
-    IMAGE_SUFFIXES,
     ColourMap,
     DatasetError,
     LabelMap,
@@ -21,6 +20,7 @@ from segohem.data.datasets._common import (
     missing_files_error,
     read_id_list,
 )
+from segohem.files import IMAGE_SUFFIXES
 
 _ALL = ("all", None)
 
