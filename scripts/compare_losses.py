@@ -33,7 +33,6 @@ Exits 1 when the sweep command failed or a job has no ``metrics.json`` with a va
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import subprocess
 import sys
@@ -43,6 +42,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from segohem.files import write_json
+from segohem.report import read_report, validated_epoch
 
 Key = tuple[tuple[str, str], ...]  # the overrides that tell a group apart
 
@@ -97,9 +99,8 @@ def load_jobs(sweep: Path) -> tuple[list[Run], list[Path]]:
     for job in sorted(jobs, key=lambda p: (len(p.name), p.name)):  # 0, 1, ..., 10, ...
         lines = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()) or []
         overrides = dict(str(o).split("=", 1) for o in lines if "=" in str(o))
-        metrics = job / "metrics.json"
-        best = json.loads(metrics.read_text()).get("best") or {} if metrics.is_file() else {}
-        if best.get("mIoU") is not None:
+        best = validated_epoch(read_report(job), "best")
+        if best is not None:
             runs.append(Run(job, overrides, best))
         else:  # no metrics.json, or no validation epoch in it
             failed.append(job)
@@ -268,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2 if returncode == 0 else 1
     data["sweep_returncode"] = returncode if not args.no_train else None
     (sweep / "loss_comparison.md").write_text(text + "\n")
-    (sweep / "loss_comparison.json").write_text(json.dumps(data, indent=2) + "\n")
+    write_json(sweep / "loss_comparison.json", data)
     print(text)
     print(f"\nwritten: {sweep / 'loss_comparison.md'}, {sweep / 'loss_comparison.json'}")
     if failed or returncode:

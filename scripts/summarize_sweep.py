@@ -56,6 +56,8 @@ from typing import Any
 
 import yaml
 
+from segohem.report import read_report, validated_epoch
+
 ALWAYS_KEYS = ("loss.thresh", "loss.n_min")
 SUMMARY_METRICS = ("mIoU", "mAcc", "aAcc")
 DEFAULT_RARE = 2
@@ -191,12 +193,9 @@ def param_value(job: Job, key: str) -> Any:
 
 
 def read_metrics_json(job_dir: Path, which: str) -> Result | None:
-    try:
-        data = json.loads((job_dir / "metrics.json").read_text())
-    except (OSError, ValueError):
-        return None
-    entry = data.get(which) if isinstance(data, dict) else None
-    if not isinstance(entry, dict) or entry.get("mIoU") is None:
+    """The ``which`` (best / last) validation epoch of the job's ``metrics.json``, or None."""
+    entry = validated_epoch(read_report(job_dir), which)
+    if entry is None:
         return None
     epoch = entry.get("epoch")
     return Result(source="metrics.json",

@@ -3,9 +3,7 @@ sliding-window inference with optional TTA, dataset-level metrics (exact under D
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +14,7 @@ from torch import Tensor
 
 from segohem.inference import InferenceConfig, predict_scores
 from segohem.metrics import SegmentationMetrics
+from segohem.report import metrics_summary, read_report, write_report
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +28,9 @@ class EvaluationModule(pl.LightningModule):
         inference: whole / sliding window / TTA settings.
         class_names: one name per class.
         ignore_index: label value that is not scored.
-        output: where rank 0 writes ``metrics.json`` (None: nowhere).
-        info: extra entries for ``metrics.json`` (checkpoint, split, settings).
+        output: the directory where rank 0 writes ``metrics.json`` (an
+            :class:`~segohem.report.EvaluationReport`; None: nowhere).
+        info: its entries besides the metrics (checkpoint, dataset, split, samples, eval).
     """
 
     def __init__(self, model: torch.nn.Module, inference: InferenceConfig,
@@ -55,37 +55,15 @@ class EvaluationModule(pl.LightningModule):
     def on_validation_epoch_end(self) -> None:
         results = self.metrics.compute()
         self.metrics.reset()
-        self.results = summarise(results, self.class_names)
+        self.results = dict(metrics_summary(results, self.class_names))
         self.log_dict({"eval/mIoU": results["mIoU"], "eval/mAcc": results["mAcc"],
                        "eval/aAcc": results["aAcc"]})
         if self.trainer.is_global_zero and self.output is not None:
-            write_json(self.output / "metrics.json", {**self.info, **self.results})
+            write_report(self.output, {**self.info, **self.results})
             from segohem.training import summary_table
 
             log.info("Evaluation of %s:\n%s", self.info.get("checkpoint"),
                      summary_table(self.results, self.class_names))
-
-
-def summarise(results: dict[str, Tensor], class_names: list[str]) -> dict[str, Any]:
-    """Metric tensors -> JSON-friendly dict (NaN -> None, per-class values by name)."""
-
-    def number(value: Tensor) -> float | None:
-        value = float(value)
-        return None if value != value else value
-
-    return {
-        "mIoU": number(results["mIoU"]), "mAcc": number(results["mAcc"]),
-        "aAcc": number(results["aAcc"]),
-        "IoU": {n: number(v) for n, v in zip(class_names, results["IoU"], strict=True)},
-        "Acc": {n: number(v) for n, v in zip(class_names, results["Acc"], strict=True)},
-    }
-
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 def dataset_config(cfg: DictConfig, trained: DictConfig) -> DictConfig:
@@ -144,12 +122,8 @@ def evaluate(cfg: DictConfig) -> float | None:
              info["dataset"], cfg.split, len(dataset), inference.mode, inference.scales,
              inference.flip)
     trainer.validate(module, datamodule=data, verbose=False)
-    results = module.results
-    if not results:  # ranks in child processes (ddp_fork / ddp_spawn): rank 0 wrote the file
-        try:
-            results = json.loads((output_dir / "metrics.json").read_text())
-        except (OSError, ValueError):
-            results = {}
+    # Ranks in child processes (ddp_fork / ddp_spawn): rank 0 wrote the file.
+    results = module.results or read_report(output_dir)
     return results.get("mIoU")
 
 

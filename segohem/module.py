@@ -15,6 +15,7 @@ from torch.optim import Optimizer
 
 from segohem.inference import padded_logits
 from segohem.metrics import SegmentationMetrics
+from segohem.report import metrics_summary
 
 # Validation metrics are computed from confusion matrices already summed across ranks, so
 # they are identical on every rank; Lightning's hint to sync them again is noise.
@@ -272,21 +273,10 @@ class SegmentationModule(pl.LightningModule):
             self.log(f"val/IoU/{name}", iou)
 
     def _summary(self, results: dict[str, Tensor]) -> dict[str, Any]:
-        """JSON-friendly metrics of one validation epoch (NaN -> None)."""
-
-        def number(value: Tensor) -> float | None:
-            value = float(value)
-            return None if math.isnan(value) else value
-
-        return {
-            "epoch": self.current_epoch,
-            "step": self.global_step,
-            "mIoU": number(results["mIoU"]),
-            "mAcc": number(results["mAcc"]),
-            "aAcc": number(results["aAcc"]),
-            "IoU": {n: number(v) for n, v in zip(self.class_names, results["IoU"], strict=True)},
-            "Acc": {n: number(v) for n, v in zip(self.class_names, results["Acc"], strict=True)},
-        }
+        """JSON-friendly metrics of one validation epoch
+        (:class:`~segohem.report.ValidationSummary`)."""
+        return {"epoch": self.current_epoch, "step": self.global_step,
+                **metrics_summary(results, self.class_names)}
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(self.parameters())

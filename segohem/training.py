@@ -64,17 +64,6 @@ def sweep_safe_strategy(strategy: Any) -> str | None:
     return "ddp_fork"
 
 
-def _saved_metrics(output_dir: Path) -> dict[str, Any]:
-    """``metrics.json`` of the run (written by rank 0), or {} when there is none."""
-    import json
-
-    path = output_dir / "metrics.json"
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-
-
 def _build_dataset(node: DictConfig, **kwargs: Any) -> Any:
     """Instantiate a dataset; a :class:`~segohem.data.DatasetError` is raised as itself (its
     message names the file and shows the layout), not wrapped in Hydra's exception."""
@@ -206,6 +195,7 @@ def train(cfg: DictConfig) -> float | None:
     from segohem.data.datamodule import SegmentationDataModule
     from segohem.data.geometry import resolve_auto_geometry
     from segohem.module import SegmentationModule
+    from segohem.report import read_report
 
     use_hydra_logging()
     check_config(cfg)
@@ -255,11 +245,12 @@ def train(cfg: DictConfig) -> float | None:
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
 
     # Under ddp_fork / ddp_spawn the ranks ran in child processes: read rank 0's results.
-    best = module.best_val or _saved_metrics(output_dir).get("best") or {}
+    report = read_report(output_dir)
+    best = module.best_val or report.get("best") or {}
     if trainer.is_global_zero and best:
         log.info("Best validation epoch %s:\n%s", best.get("epoch"),
                  summary_table(best, module.class_names))
-    mining = module.mining_summary or _saved_metrics(output_dir).get("mining") or {}
+    mining = module.mining_summary or report.get("mining") or {}
     mining_line = mining_report(mining, loss)
     if trainer.is_global_zero and mining_line:
         log.info(mining_line)

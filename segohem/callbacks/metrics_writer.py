@@ -3,21 +3,22 @@ mining summary."""
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import lightning.pytorch as pl
 
+from segohem.report import training_report, write_report
+
 
 class MetricsWriter(pl.Callback):
-    """After every validation and at the end of training (rank 0), writes
-    ``{"last": ..., "best": ...}`` where each is the ``SegmentationModule`` summary (epoch,
-    step, mIoU, mAcc, aAcc, IoU and Acc by class name; null for classes absent from both
-    prediction and ground truth), plus ``"mining"`` (the module's ``mining_summary``: fallback
-    rate and per-class kept ratios of the last epoch and of the whole run) for losses that
-    report mining statistics. ``last`` / ``best`` are ``{}`` when no validation ran.
-    Written atomically (temporary file + rename)."""
+    """After every validation and at the end of training (rank 0), writes the run's
+    :class:`~segohem.report.TrainingReport` to ``path``: ``{"last": ..., "best": ...}``, each
+    the ``SegmentationModule`` summary (epoch, step, mIoU, mAcc, aAcc, IoU and Acc by class
+    name; null for classes absent from both prediction and ground truth), plus ``"mining"``
+    (the module's ``mining_summary``) for losses that report mining statistics. ``last`` /
+    ``best`` are ``{}`` when no validation ran. Written atomically
+    (:func:`segohem.report.write_report`)."""
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
@@ -37,10 +38,4 @@ class MetricsWriter(pl.Callback):
         mining = getattr(pl_module, "mining_summary", {})
         if not last and not mining:
             return
-        data = {"last": last, "best": best}
-        if mining:
-            data["mining"] = mining
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
-        os.replace(tmp, self.path)
+        write_report(self.path, training_report(last, best, mining))
