@@ -19,22 +19,33 @@ TINY = [
 ]
 
 
+def compose_config(name: str, overrides: list[str]) -> DictConfig:
+    """The packaged config ``name`` (train, eval, predict, export) with ``overrides``."""
+    GlobalHydra.instance().clear()
+    with initialize_config_module(version_base="1.3", config_module="segohem.conf"):
+        return compose(name, overrides=overrides)
+
+
 def compose_train(overrides: list[str], output_dir: Path | None = None) -> DictConfig:
     """The ``train`` config with ``overrides``; ``paths.output_dir`` set to ``output_dir``
     (``${hydra:runtime.output_dir}`` does not resolve under the compose API)."""
-    GlobalHydra.instance().clear()
-    with initialize_config_module(version_base="1.3", config_module="segohem.conf"):
-        cfg = compose("train", overrides=overrides)
+    cfg = compose_config("train", overrides)
     if output_dir is not None:
         with open_dict(cfg):
             cfg.paths.output_dir = str(output_dir)
     return cfg
 
 
-def group_options() -> dict[str, list[str]]:
+NESTED_GROUPS = {"hydra", "inference", "transforms"}
+"""Groups that ``train.yaml``'s command line does not select as ``group=option``: Hydra's
+own, the inference settings of eval / predict (``eval``), and the augmentation pipelines
+that dataset configs pick (``transforms@dataset.train_transform=<option>``)."""
+
+
+def group_options(exclude: set[str] = NESTED_GROUPS) -> dict[str, list[str]]:
     """Every config group and its options, read from conf/."""
     return {group.name: sorted(p.stem for p in group.glob("*.yaml"))
-            for group in sorted(CONF.iterdir()) if group.is_dir() and group.name != "hydra"}
+            for group in sorted(CONF.iterdir()) if group.is_dir() and group.name not in exclude}
 
 
 def real_dataset_overrides(option: str, data_dir: Path) -> list[str]:

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 import torch
-from app_helpers import TINY, compose_train, group_options, real_dataset_overrides
+from app_helpers import TINY, compose_config, compose_train, group_options, real_dataset_overrides
 from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError
@@ -19,6 +19,30 @@ OPTIONS = [(group, option) for group, options in group_options().items() for opt
 def test_every_group_is_present():
     assert set(group_options()) >= {"dataset", "model", "loss", "optimizer", "scheduler",
                                     "trainer", "logger", "callbacks", "experiment", "debug"}
+
+
+@pytest.mark.parametrize("option", group_options(set())["transforms"])
+def test_every_transform_pipeline_is_selectable_and_runs(option, tmp_path):
+    """conf/transforms/: picked by the dataset configs, replaceable from the command line."""
+    import numpy as np
+
+    overrides = [*real_dataset_overrides("folder", tmp_path / "data"),
+                 f"transforms@dataset.train_transform={option}"]
+    cfg = compose_train(overrides, tmp_path)
+    resolve_auto_geometry(cfg.dataset)
+    pipeline = instantiate(cfg.dataset.train_transform)
+    out = pipeline(image=np.zeros((70, 90, 3), np.uint8), mask=np.zeros((70, 90), np.uint8))
+    assert out["image"].shape[0] == 3 and out["image"].dtype == torch.float32
+    assert out["mask"].shape == out["image"].shape[1:]
+    assert len(pipeline.transforms) == len(cfg.dataset.train_transform.transforms)
+
+
+def test_eval_and_predict_share_the_inference_settings():
+    for name, extra in (("eval", ["ckpt_path=x.ckpt"]),
+                        ("predict", ["ckpt_path=x.ckpt", "input=a", "output=b"])):
+        cfg = compose_config(name, [*extra, "eval.mode=slide", "eval.crop_size=[32,32]"])
+        assert cfg.eval.mode == "slide" and list(cfg.eval.crop_size) == [32, 32]
+        assert cfg.eval.window_batch == 4  # the rest from conf/inference/default.yaml
 
 
 @pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
