@@ -1,4 +1,8 @@
-"""The teaching notebooks in notebooks/: stored without outputs, and each runs top to bottom.
+"""The teaching notebooks in notebooks/: each ``NN_name.py`` (jupytext percent format) is the
+source of the paired ``NN_name.ipynb``, which holds the same cells and is stored without
+outputs; and each notebook runs top to bottom.
+
+After editing a ``.py`` source: ``jupytext --sync notebooks/*.py`` rewrites the ``.ipynb``.
 
 The slow tests execute every notebook with nbclient in the ``python3`` kernel (ipykernel of
 the interpreter running pytest; jupyter_client replaces the kernelspec's ``python`` with
@@ -16,12 +20,14 @@ import pytest
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOK_FILES = sorted(NOTEBOOKS.glob("*.ipynb"))
+SOURCE_FILES = sorted(NOTEBOOKS.glob("*.py"))
 EXPECTED = ("01_ohem_explained.ipynb", "02_train_and_inspect.ipynb", "03_sweep_analysis.ipynb")
 CELL_TIMEOUT_S = 300
 
 
 def test_expected_notebooks_exist():
     assert {p.name for p in NOTEBOOK_FILES} >= set(EXPECTED)
+    assert {p.name for p in SOURCE_FILES} >= {Path(n).with_suffix(".py").name for n in EXPECTED}
 
 
 @pytest.mark.parametrize("path", NOTEBOOK_FILES, ids=lambda p: p.name)
@@ -39,21 +45,29 @@ def test_notebook_is_stored_without_outputs(path):
         assert "widgets" not in cell.get("metadata", {}), (path.name, i)
 
 
-def test_notebooks_are_up_to_date_with_their_builder():
-    """notebooks/_build_notebooks.py writes exactly the stored notebooks."""
-    nbformat = pytest.importorskip("nbformat")
-    import importlib.util
+def test_every_notebook_has_its_source_and_vice_versa():
+    assert {p.stem for p in SOURCE_FILES} == {p.stem for p in NOTEBOOK_FILES}
 
-    spec = importlib.util.spec_from_file_location("_build_notebooks",
-                                                  NOTEBOOKS / "_build_notebooks.py")
-    builder = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(builder)
-    for name, cells in builder.NOTEBOOKS.items():
-        expected = nbformat.writes(builder.build(cells))
-        stored = (NOTEBOOKS / name).read_text(encoding="utf-8")
-        assert stored.rstrip("\n") == expected.rstrip("\n"), (
-            f"{name} differs from notebooks/_build_notebooks.py: "
-            "rerun `python notebooks/_build_notebooks.py`")
+
+@pytest.mark.parametrize("source", SOURCE_FILES, ids=lambda p: p.name)
+def test_notebook_matches_its_source(source):
+    """The stored .ipynb holds the cells of its jupytext source: same types, same text, same
+    order, and the pairing is declared in the source's header."""
+    jupytext = pytest.importorskip("jupytext")
+    nbformat = pytest.importorskip("nbformat")
+
+    text = jupytext.read(source)
+    assert text.metadata.get("jupytext", {}).get("formats") == "ipynb,py:percent", (
+        f"{source.name}: header lacks `formats: ipynb,py:percent`")
+    assert text.metadata.get("kernelspec", {}).get("name") == "python3", source.name
+    stored = nbformat.read(source.with_suffix(".ipynb"), as_version=4)
+    assert stored.metadata.get("kernelspec", {}).get("name") == "python3", (
+        f"{source.with_suffix('.ipynb').name}: no python3 kernelspec")
+    expected = [(c.cell_type, c.source) for c in text.cells]
+    actual = [(c.cell_type, c.source) for c in stored.cells]
+    assert actual == expected, (
+        f"{source.with_suffix('.ipynb').name} differs from {source.name}: "
+        "run `jupytext --sync notebooks/*.py` after editing the .py source")
 
 
 def kernel_env(tmp_dir: Path) -> dict[str, str]:
