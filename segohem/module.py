@@ -12,9 +12,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.optim import Optimizer
+from torchmetrics import MaxMetric
 
 from segohem.inference import padded_logits
 from segohem.metrics import SegmentationMetrics
+from segohem.optim import state_at_step
 from segohem.report import metrics_summary
 
 # Validation metrics are computed from confusion matrices already summed across ranks, so
@@ -48,7 +50,8 @@ class SegmentationModule(pl.LightningModule):
     ``lr`` and the loss's mining statistics ``train/ohem/{kept_fraction,fallback,threshold}``
     with their epoch means ``train/ohem/<name>_epoch`` (``fallback_epoch`` is the fallback
     rate), ``val/loss``, ``val/mIoU``, ``val/mAcc``, ``val/aAcc``, ``val/IoU/<class name>`` and
-    ``val/mIoU_best`` (the best ``val/mIoU`` so far, kept in checkpoints). A minority-class
+    ``val/mIoU_best`` (the best ``val/mIoU`` so far: a ``torchmetrics.MaxMetric``, synced
+    across ranks and kept in checkpoints). A minority-class
     rectification loss adds the epoch means ``train/crl/{minority_classes,rectification,
     active_triplets,alpha}_epoch``.
 
@@ -102,7 +105,9 @@ class SegmentationModule(pl.LightningModule):
         self.compile_model = compile
         self.channels_last = channels_last
         self.val_metrics = SegmentationMetrics(num_classes, ignore_index=ignore_index)
-        self.register_buffer("best_miou", torch.tensor(float("nan")))
+        # The best val/mIoU so far: a torchmetrics state (synced across ranks, in state_dict).
+        self.best_miou = MaxMetric(nan_strategy="ignore")
+        self.best_miou.persistent(True)
         self.last_val: dict[str, Any] = {}
         self.best_val: dict[str, Any] = {}
         self.run_config: dict[str, Any] | None = None  # stored in checkpoints when set
@@ -263,12 +268,15 @@ class SegmentationModule(pl.LightningModule):
         if self.trainer.sanity_checking:
             return
         miou = results["mIoU"]
-        if math.isnan(self.best_miou.item()) or miou.item() > self.best_miou.item():
-            self.best_miou.fill_(miou.item())
+        previous = self.best_val.get("mIoU")  # None before the first (non-NaN) validation
+        if previous is None or miou.item() > previous:
             self.best_val = self._summary(results)
         self.last_val = self._summary(results)
+        self.best_miou.update(miou)
+        best = self.best_miou.compute()  # -inf while every mIoU was NaN: logged as NaN
+        best = torch.where(best > -math.inf, best, math.nan)
         self.log_dict({"val/mIoU": miou, "val/mAcc": results["mAcc"],
-                       "val/aAcc": results["aAcc"], "val/mIoU_best": self.best_miou.clone()})
+                       "val/aAcc": results["aAcc"], "val/mIoU_best": best})
         for name, iou in zip(self.class_names, results["IoU"], strict=True):
             self.log(f"val/IoU/{name}", iou)
 
@@ -287,13 +295,44 @@ class SegmentationModule(pl.LightningModule):
         return {"optimizer": optimizer,
                 "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
 
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        # Checkpoints written before MaxMetric kept the best mIoU in a buffer (NaN = none yet).
+        old = state_dict.pop(prefix + "best_miou", None)
+        if old is not None:
+            state_dict.setdefault(prefix + "best_miou.max_value", torch.nan_to_num(
+                old.float(), nan=-math.inf))
+        super()._load_from_state_dict(state_dict, prefix, *args)
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["segohem"] = {"config": self.run_config, "class_names": self.class_names,
                                  "best_val": self.best_val, "last_val": self.last_val,
                                  "mining": {"run": self._mining_run,
                                             "summary": self.mining_summary}}
 
+    def _resume_schedule(self, checkpoint: dict[str, Any]) -> None:
+        """Let a resumed fit continue this run's LR schedule at the saved step (as the former
+        LambdaLR-based ``PolyLR`` did): the saved scheduler state and the optimizer's saved
+        rates are replaced by those of the schedule built for this run's total steps (more
+        epochs on resume: a longer schedule). Reads checkpoints of ``PolyLR`` too."""
+        schedulers = checkpoint.get("lr_schedulers") or []
+        optimizers = checkpoint.get("optimizer_states") or []
+        if (self.scheduler_factory is None or self._trainer is None
+                or self.trainer.state.fn != "fit" or len(schedulers) != 1
+                or len(optimizers) != 1 or "last_epoch" not in schedulers[0]):
+            return
+        groups = optimizers[0]["param_groups"]
+        if any("initial_lr" not in group for group in groups):
+            return
+        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        state = state_at_step(lambda opt: self.scheduler_factory(opt, total_steps=total),
+                              [group["initial_lr"] for group in groups],
+                              schedulers[0]["last_epoch"])
+        schedulers[0] = state
+        for group, lr in zip(groups, state["_last_lr"], strict=True):
+            group["lr"] = lr
+
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._resume_schedule(checkpoint)
         saved = checkpoint.get("segohem", {})
         self.best_val = saved.get("best_val") or {}
         self.last_val = saved.get("last_val") or {}
