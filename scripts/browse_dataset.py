@@ -81,7 +81,7 @@ def find_normalize(transform: Any) -> Any | None:
 def to_uint8_image(image: Any, normalize: Any | None) -> np.ndarray:
     """A sample's image (uint8 HWC array, or a normalised float CHW tensor / HWC array) ->
     uint8 (H, W, 3) RGB. Undoes ``normalize`` (standard mean / std) when given; other float
-    images are min-max scaled (``segohem.callbacks.images.to_display``)."""
+    images are min-max scaled (``segohem.viz.to_display``)."""
     if isinstance(image, torch.Tensor):
         image = image.detach().cpu()
         image = image.permute(1, 2, 0).numpy() if image.ndim == 3 else image.numpy()
@@ -96,7 +96,7 @@ def to_uint8_image(image: Any, normalize: Any | None) -> np.ndarray:
         mean = np.asarray(normalize.mean, np.float32) * mpv
         std = np.asarray(normalize.std, np.float32) * mpv
         return np.clip(image * std + mean, 0, 255).round().astype(np.uint8)
-    from segohem.callbacks.images import to_display
+    from segohem.viz import to_display
 
     shown = to_display(torch.from_numpy(image).permute(2, 0, 1)[None])[0]
     return (shown.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
@@ -109,9 +109,9 @@ def to_mask(mask: Any) -> np.ndarray:
 
 
 def colour_mask(mask: np.ndarray, palette: Sequence[Sequence[int]], ignore: int) -> np.ndarray:
-    """(H, W) ids -> uint8 (H, W, 3) with ``segohem.callbacks.images.colorize`` (ignore and
-    unknown values white)."""
-    from segohem.callbacks.images import colorize
+    """(H, W) ids -> uint8 (H, W, 3) with ``segohem.viz.colorize`` (ignore and unknown
+    values white)."""
+    from segohem.viz import colorize
 
     rgb = colorize(torch.from_numpy(mask)[None], palette, ignore)[0]
     return (rgb.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
@@ -263,11 +263,9 @@ def main(argv: list[str] | None = None) -> Path:
     if not classes:
         classes = [str(i) for i in range(int(cfg.dataset.num_classes))]
     ignore = int(getattr(dataset, "ignore_index", cfg.dataset.get("ignore_index", 255)))
-    palette = list(getattr(dataset, "palette", None) or [])
-    if len(palette) < len(classes):
-        from segohem.callbacks.images import default_palette
+    from segohem.viz import resolve_palette
 
-        palette = list(default_palette(len(classes)))
+    palette = resolve_palette(getattr(dataset, "palette", None), len(classes))
     transform = getattr(dataset, "transform", None)
     normalize = find_normalize(transform)
 

@@ -20,8 +20,9 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from segohem.viz import Palette, resolve_palette
+
 log = logging.getLogger(__name__)
-Palette = list[tuple[int, int, int]]
 
 
 class CheckpointError(ValueError):
@@ -124,9 +125,8 @@ def load_model(path: str | os.PathLike, num_classes: int | None = None,
 
 def dataset_palette(config: DictConfig, num_classes: int) -> Palette:
     """The dataset's colours: ``dataset.palette`` of the config, else the dataset class's
-    ``palette``, else generated distinct colours."""
-    from segohem.callbacks.images import default_palette
-
+    ``palette``, else :func:`segohem.viz.fallback_palette` (see
+    :func:`segohem.viz.resolve_palette`)."""
     palette = config.dataset.get("palette")
     if palette is None:
         target = OmegaConf.select(config, "dataset.train_set._target_")
@@ -138,6 +138,4 @@ def dataset_palette(config: DictConfig, num_classes: int) -> Palette:
                 palette = None
             if not isinstance(palette, (tuple, list)):  # a property of an instance
                 palette = None
-    if palette is None or len(palette) < num_classes:
-        palette = default_palette(num_classes)
-    return [tuple(int(c) for c in colour) for colour in palette][:num_classes]
+    return resolve_palette(palette, num_classes)

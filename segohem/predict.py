@@ -288,35 +288,21 @@ def check_cityscapes_model(loaded: LoadedModel) -> None:
 # --------------------------------------------------------------------------------------
 
 
-def palette_image(ids: np.ndarray, palette: list[tuple[int, int, int]]) -> Any:
-    """uint8 class ids -> Pillow "P" image with ``palette`` (values stay the ids)."""
-    from PIL import Image
-
-    image = Image.fromarray(ids)
-    image.putpalette([c for colour in palette for c in colour])
-    return image
-
-
-def overlay_image(rgb: np.ndarray, ids: np.ndarray, palette: list[tuple[int, int, int]],
-                  alpha: float) -> Any:
-    """``(1 - alpha) * image + alpha * colour mask`` as a Pillow RGB image."""
-    import numpy as np
-    from PIL import Image
-
-    colours = np.asarray(palette, np.float32)[ids]
-    blended = (1.0 - alpha) * rgb.astype(np.float32) + alpha * colours
-    return Image.fromarray(np.clip(blended.round(), 0, 255).astype(np.uint8))
-
-
 def save_prediction(ids: np.ndarray, rgb: np.ndarray, destination: Path, fmt: str,
                     palette: list[tuple[int, int, int]], alpha: float) -> None:
+    """Write ``(H, W)`` uint8 class ids of the ``(H, W, 3)`` uint8 image ``rgb`` in ``fmt``."""
+    import torch
     from PIL import Image
+
+    from segohem.viz import overlay, palette_image
 
     destination.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "color":
         palette_image(ids, palette).save(destination, optimize=True)
     elif fmt == "overlay":
-        image = overlay_image(rgb, ids, palette, alpha)
+        blended = overlay(torch.tensor(rgb).permute(2, 0, 1), torch.from_numpy(ids), palette,
+                          alpha)
+        image = Image.fromarray(blended.permute(1, 2, 0).contiguous().numpy())
         if destination.suffix.lower() in (".jpg", ".jpeg"):
             image.save(destination, quality=92)
         else:

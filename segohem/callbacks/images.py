@@ -2,38 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
-from torch import Tensor
 
-
-def default_palette(num_classes: int) -> list[tuple[int, int, int]]:
-    """Distinct RGB colours (golden-ratio hues), for datasets without a palette."""
-    import colorsys
-
-    return [tuple(int(255 * c) for c in colorsys.hsv_to_rgb((i * 0.618034) % 1.0, 0.75, 0.95))
-            for i in range(num_classes)]
-
-
-def colorize(ids: Tensor, palette: Sequence[Sequence[int]], ignore_index: int) -> Tensor:
-    """``(B, H, W)`` class ids -> ``(B, 3, H, W)`` float RGB in [0, 1]; ignore -> white."""
-    table = torch.tensor([list(c) for c in palette] + [[255, 255, 255]], dtype=torch.float32,
-                         device=ids.device) / 255.0
-    safe = torch.where((ids >= 0) & (ids < len(palette)), ids, len(palette))
-    safe = torch.where(ids == ignore_index, len(palette), safe)
-    return table[safe].permute(0, 3, 1, 2)
-
-
-def to_display(images: Tensor) -> Tensor:
-    """Normalised ``(B, 3, H, W)`` images -> [0, 1] per image (min-max), for viewing."""
-    flat = images.float().flatten(1)
-    low = flat.min(1).values[:, None, None, None]
-    high = flat.max(1).values[:, None, None, None]
-    return (images.float() - low) / (high - low).clamp_min(1e-6)
+from segohem.viz import Palette, colorize, resolve_palette, to_display
 
 
 class SegmentationImageLogger(pl.Callback):
@@ -82,10 +57,7 @@ class SegmentationImageLogger(pl.Callback):
                 logger.experiment.add_image("val/samples", grid, max(trainer.global_step - 1, 0))
 
     @staticmethod
-    def _palette(trainer: pl.Trainer, num_classes: int) -> Sequence[Sequence[int]]:
-        datamodule = getattr(trainer, "datamodule", None)
-        dataset = getattr(datamodule, "val_set", None)
-        palette = getattr(dataset, "palette", None)
-        if palette is not None and len(palette) >= num_classes:
-            return palette
-        return default_palette(num_classes)
+    def _palette(trainer: pl.Trainer, num_classes: int) -> Palette:
+        """The validation set's ``palette`` (:func:`segohem.viz.resolve_palette`)."""
+        dataset = getattr(getattr(trainer, "datamodule", None), "val_set", None)
+        return resolve_palette(getattr(dataset, "palette", None), num_classes)

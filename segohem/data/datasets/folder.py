@@ -21,6 +21,7 @@ from segohem.data.datasets._common import (
     read_id_list,
 )
 from segohem.files import IMAGE_SUFFIXES
+from segohem.viz import fallback_palette
 
 _ALL = ("all", None)
 
@@ -48,8 +49,8 @@ class FolderDataset(SegmentationFolderDataset):
         classes: class names; their number is the number of classes.
         images_dir / masks_dir: folder names under ``root``.
         split_file: optional stem list (see above).
-        palette: RGB colour per class (for colour masks and visualisation); default: a
-            generated palette.
+        palette: RGB colour per class (for colour masks and visualisation); default:
+            :func:`segohem.viz.fallback_palette`.
         value_map: ``{stored value: class id or 255}`` for id masks (e.g. ``{0: 255, 1: 0,
             2: 1}``, or binary masks stored as 0/255: ``{0: 0, 255: 1}``).
         ignore_colors: colours of colour masks that mean "ignore".
@@ -85,7 +86,7 @@ class FolderDataset(SegmentationFolderDataset):
             if len(palette) != len(classes) or any(len(c) != 3 for c in palette):
                 raise DatasetError(f"FolderDataset: palette needs one RGB triple per class "
                                    f"({len(classes)}), got {list(palette)}.")
-        self.palette: Palette = palette or _generated_palette(len(classes))
+        self.palette: Palette = palette or tuple(fallback_palette(len(classes)))
         self.images_dir, self.masks_dir = images_dir, masks_dir
         self.split_file, self.mask_format = split_file, mask_format
         try:
@@ -167,9 +168,3 @@ def _by_stem(folder: Path) -> dict[str, Path]:
         raise DatasetError(f"FolderDataset: several files share a stem in {folder}: {shown}. "
                            f"Images and masks are paired by stem, so stems must be unique.")
     return {s: p[0] for s, p in files.items()}
-
-
-def _generated_palette(n: int) -> Palette:
-    from segohem.data.datasets.voc import voc_colormap
-
-    return voc_colormap(n)

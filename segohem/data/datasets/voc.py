@@ -18,29 +18,13 @@ from segohem.data.datasets._common import (
     read_id_list,
     require_dir,
 )
+from segohem.viz import voc_colormap
 
 VOC_CLASSES = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
     "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",
     "sheep", "sofa", "train", "tvmonitor",
 )
-
-
-def voc_colormap(n: int = 256) -> Palette:
-    """The VOC development kit's colour map (``VOClabelcolormap.m``): colour of index i."""
-    out = []
-    for i in range(n):
-        r = g = b = 0
-        c = i
-        for j in range(8):
-            r |= ((c >> 0) & 1) << (7 - j)
-            g |= ((c >> 1) & 1) << (7 - j)
-            b |= ((c >> 2) & 1) << (7 - j)
-            c >>= 3
-        out.append((r, g, b))
-    return tuple(out)
-
-
 VOC_PALETTE: Palette = voc_colormap(21)
 VOC_BORDER_COLOUR = voc_colormap()[255]  # (224, 224, 192)
 
