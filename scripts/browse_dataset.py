@@ -41,6 +41,8 @@ import torch
 from bench_common import compose_config
 from omegaconf import DictConfig
 
+from segohem.checkpoint import find_normalize
+
 PAD = 4  # px between tiles and around the grid
 BACKGROUND = (28, 40, 56)  # grid background: dark blue-grey (ignored pixels are white)
 TEXT = (235, 235, 235)
@@ -50,7 +52,7 @@ MAX_LISTED = 12  # classes named per sample in the printout
 
 def build_dataset(cfg: DictConfig, split: str, transform: bool) -> Any:
     """``dataset.train_set`` or ``dataset.val_set``; without its transform if not ``transform``."""
-    from hydra.utils import instantiate
+    from segohem.data import build_dataset as build
 
     if split == "train" and transform:  # dataset.crop_size / scale_range: auto
         from segohem.data.geometry import resolve_auto_geometry
@@ -59,23 +61,12 @@ def build_dataset(cfg: DictConfig, split: str, transform: bool) -> Any:
         if geometry is not None:
             print(geometry.describe(), flush=True)
     node = cfg.dataset.train_set if split == "train" else cfg.dataset.val_set
-    return instantiate(node) if transform else instantiate(node, transform=None)
+    return build(node) if transform else build(node, transform=None)
 
 
 # --------------------------------------------------------------------------------------
 # Turning samples into pictures
 # --------------------------------------------------------------------------------------
-
-
-def find_normalize(transform: Any) -> Any | None:
-    """The (last) albumentations ``Normalize`` inside ``transform``, or None."""
-    found = None
-    for t in getattr(transform, "transforms", None) or []:
-        inner = find_normalize(t)
-        found = inner or found
-        if type(t).__name__ == "Normalize":
-            found = t
-    return found
 
 
 def to_uint8_image(image: Any, normalize: Any | None) -> np.ndarray:

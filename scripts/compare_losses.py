@@ -154,15 +154,15 @@ def class_shares(job: Path, classes: list[str]) -> dict[str, float]:
     """Share of each class among the labelled pixels of the job's training set: built from
     its ``.hydra/config.yaml`` (any dataset config) without transforms and counted by
     :func:`segohem.data.class_counts.class_pixel_counts` (masks only)."""
-    from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
+    from segohem.data import build_dataset
     from segohem.data.class_counts import class_pixel_counts
 
     config = job / ".hydra" / "config.yaml"
     try:
         dataset = OmegaConf.load(config).dataset
-        train_set = instantiate(dataset.train_set, transform=None)
+        train_set = build_dataset(dataset.train_set, transform=None)
         counts = class_pixel_counts(train_set, len(classes), dataset.get("ignore_index", 255))
     except Exception as err:  # any config or data problem: the user can name the classes
         raise CompareError(f"{config}: cannot count the training pixels per class "

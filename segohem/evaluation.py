@@ -87,12 +87,12 @@ def dataset_config(cfg: DictConfig, trained: DictConfig) -> DictConfig:
 def build_split(node: DictConfig, split: str) -> Any:
     """The evaluation dataset: the config's ``val_set`` with ``split`` and the validation
     transform (whole images, no randomness)."""
-    from segohem.training import _build_dataset
+    from segohem.data import build_dataset
 
     val = OmegaConf.create(OmegaConf.to_container(node.val_set, resolve=True))
     with open_dict(val):
         val.split = split
-    return _build_dataset(val)
+    return build_dataset(val)
 
 
 def evaluate(cfg: DictConfig) -> float | None:

@@ -262,8 +262,7 @@ def export(cfg: DictConfig) -> ExportResult:
     :class:`~segohem.checkpoint.CheckpointError`."""
     import torch
 
-    from segohem.checkpoint import load_model
-    from segohem.predict import normalization_from_config
+    from segohem.checkpoint import load_model, normalization_from_config
 
     check_options(cfg)
     fmt = str(cfg.format)

@@ -40,7 +40,7 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
@@ -190,49 +190,6 @@ def read_rgb(path: Path) -> np.ndarray:
 # --------------------------------------------------------------------------------------
 
 
-def find_normalize(transform: Any) -> Any | None:
-    """The (last) ``albumentations.Normalize`` inside a (nested) albumentations pipeline."""
-    found = None
-    for t in getattr(transform, "transforms", None) or []:
-        found = find_normalize(t) or found
-        if type(t).__name__ == "Normalize":
-            found = t
-    return found
-
-
-def normalization_from_config(config: DictConfig, path: Path | str = "checkpoint") -> Any:
-    """The ``albumentations.Normalize`` of the training config's ``dataset.val_transform``
-    (instantiated, so its parameters are exactly those used in training and validation);
-    :class:`~segohem.checkpoint.CheckpointError` naming ``path`` if there is none."""
-    from hydra.utils import instantiate
-
-    from segohem.checkpoint import CheckpointError
-
-    node = OmegaConf.select(config, "dataset.val_transform")
-    if node is None:
-        raise CheckpointError(f"{path}: the saved config has no dataset.val_transform, so the "
-                              f"input normalisation of training is unknown.")
-    try:
-        normalize = find_normalize(instantiate(node))
-    except Exception as err:  # an unknown transform class, a bad argument
-        raise CheckpointError(f"{path}: cannot rebuild the saved dataset.val_transform "
-                              f"({err}).") from None
-    if normalize is None:
-        raise CheckpointError(f"{path}: the saved dataset.val_transform has no "
-                              f"albumentations.Normalize; segohem-predict and segohem-export "
-                              f"feed the model images normalised as in validation.")
-    return normalize
-
-
-def image_transform(config: DictConfig, path: Path | str = "checkpoint") -> Any:
-    """``Normalize`` (from the checkpoint's val transform) + ``ToTensorV2``: uint8 HWC RGB
-    -> float ``(3, H, W)`` tensor, the geometry unchanged."""
-    import albumentations as A
-    from albumentations.pytorch import ToTensorV2
-
-    return A.Compose([normalization_from_config(config, path), ToTensorV2()])
-
-
 def resolve_device(device: str) -> str:
     import torch
 
@@ -341,7 +298,7 @@ def predict(cfg: DictConfig) -> PredictResult:
     import torch
     from tqdm import tqdm
 
-    from segohem.checkpoint import load_model
+    from segohem.checkpoint import image_transform, load_model
     from segohem.inference import predict_scores
 
     check_options(cfg)

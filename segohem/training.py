@@ -64,22 +64,6 @@ def sweep_safe_strategy(strategy: Any) -> str | None:
     return "ddp_fork"
 
 
-def _build_dataset(node: DictConfig, **kwargs: Any) -> Any:
-    """Instantiate a dataset; a :class:`~segohem.data.DatasetError` is raised as itself (its
-    message names the file and shows the layout), not wrapped in Hydra's exception."""
-    from hydra.errors import InstantiationException
-    from hydra.utils import instantiate
-
-    from segohem.data import DatasetError
-
-    try:
-        return instantiate(node, **kwargs)
-    except InstantiationException as err:
-        if isinstance(err.__cause__, DatasetError):
-            raise err.__cause__ from None
-        raise
-
-
 def resolve_ckpt_path(ckpt_path: str | None, output_dir: Path) -> str | None:
     """``None`` | a checkpoint file | ``last`` (this run dir's ``checkpoints/last.ckpt``)."""
     if ckpt_path in (None, ""):
@@ -124,12 +108,13 @@ def _set_loss_class_counts(loss: Any, dataset_cfg: DictConfig, class_names: Any)
     class; fails before training on an empty or unlabelled training set. The masks are read
     from a copy of the training set without its transform (the seeded augmentation stream
     stays untouched)."""
+    from segohem.data import build_dataset
     from segohem.data.class_counts import class_pixel_counts, describe_counts
 
     num_classes = dataset_cfg.num_classes
     names = list(class_names) if class_names is not None else [
         f"class_{i}" for i in range(num_classes)]
-    train_set = _build_dataset(dataset_cfg.train_set, transform=None)
+    train_set = build_dataset(dataset_cfg.train_set, transform=None)
     counts = class_pixel_counts(train_set, num_classes, dataset_cfg.ignore_index)
     for term in loss.modules():
         if getattr(term, "needs_class_counts", False):
@@ -192,6 +177,7 @@ def train(cfg: DictConfig) -> float | None:
         RankConfigCheck,
         SkippedStepCounter,
     )
+    from segohem.data import build_dataset
     from segohem.data.datamodule import SegmentationDataModule
     from segohem.data.geometry import resolve_auto_geometry
     from segohem.module import SegmentationModule
@@ -209,7 +195,7 @@ def train(cfg: DictConfig) -> float | None:
     optimizer = instantiate(cfg.optimizer)
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
     model = instantiate(cfg.model)
-    train_set, val_set = _build_dataset(cfg.dataset.train_set), _build_dataset(cfg.dataset.val_set)
+    train_set, val_set = build_dataset(cfg.dataset.train_set), build_dataset(cfg.dataset.val_set)
     class_names = cfg.dataset.get("class_names") or getattr(train_set, "classes", None)
     if any(getattr(m, "needs_class_counts", False) for m in loss.modules()):
         _set_loss_class_counts(loss, cfg.dataset, class_names)

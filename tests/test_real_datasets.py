@@ -27,6 +27,7 @@ from segohem.data import (
     DatasetError,
     FolderDataset,
     VOCDataset,
+    build_dataset,
 )
 
 # Official labelId -> trainId (cityscapesscripts labels.py), written out independently of
@@ -269,6 +270,13 @@ def test_missing_root(case: Case, tmp_path: Path):
         case.make(root)
     assert "no_such_dataset" in str(err.value)
     assert case.layout_word in str(err.value)  # shows the expected layout
+
+
+def test_build_dataset_raises_the_dataset_error_itself(tmp_path: Path):
+    node = {"_target_": "segohem.data.FolderDataset", "root": str(tmp_path / "nowhere"),
+            "split": "train", "classes": ["a", "b"]}
+    with pytest.raises(DatasetError, match="nowhere"):  # not Hydra's InstantiationException
+        build_dataset(node)
 
 
 def test_root_with_wrong_layout(case: Case, tmp_path: Path):

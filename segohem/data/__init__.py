@@ -1,5 +1,6 @@
 """Data: datasets (import-light: only torch and numpy are imported here)."""
 
+from segohem.data.build import build_dataset
 from segohem.data.datasets import (
     ADE20KDataset,
     CamVidDataset,
@@ -11,4 +12,4 @@ from segohem.data.datasets import (
 )
 
 __all__ = ["ADE20KDataset", "CamVidDataset", "CityscapesDataset", "DatasetError",
-           "FolderDataset", "SyntheticDataset", "VOCDataset"]
+           "FolderDataset", "SyntheticDataset", "VOCDataset", "build_dataset"]

@@ -1,0 +1,24 @@
+"""Datasets from config nodes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from segohem.data.datasets import DatasetError
+
+
+def build_dataset(node: Any, **kwargs: Any) -> Any:
+    """Instantiate the dataset config ``node`` (a ``_target_`` node such as
+    ``cfg.dataset.train_set``) with Hydra; ``kwargs`` override its arguments (e.g.
+    ``transform=None``). A :class:`~segohem.data.DatasetError` (bad folder, file or label) is
+    raised as itself, with its message that names the file and shows the expected layout,
+    not wrapped in Hydra's ``InstantiationException``."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as err:
+        if isinstance(err.__cause__, DatasetError):
+            raise err.__cause__ from None
+        raise
