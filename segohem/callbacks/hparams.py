@@ -9,7 +9,12 @@ import lightning.pytorch as pl
 
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a/b": 1}``; lists and None become strings."""
+    """``{"a": {"b": 1}}`` -> ``{"a/b": 1}``; lists and None become strings.
+
+    Not left to the logger's own flattening (``TensorBoardLogger.log_hyperparams`` flattens
+    nested dicts too): Lightning also splits lists of dicts into one column per item and
+    key (an albumentations pipeline ``transforms: [...]`` becomes ~7 columns per transform,
+    28 for the default config) and drops empty lists; here each list is one column."""
     flat: dict[str, Any] = {}
     for key, value in config.items():
         name = f"{prefix}{key}"
