@@ -51,9 +51,8 @@ class SegmentationModule(pl.LightningModule):
     with their epoch means ``train/ohem/<name>_epoch`` (``fallback_epoch`` is the fallback
     rate), ``val/loss``, ``val/mIoU``, ``val/mAcc``, ``val/aAcc``, ``val/IoU/<class name>`` and
     ``val/mIoU_best`` (the best ``val/mIoU`` so far: a ``torchmetrics.MaxMetric``, synced
-    across ranks and kept in checkpoints). A minority-class
-    rectification loss adds the epoch means ``train/crl/{minority_classes,rectification,
-    active_triplets,alpha}_epoch``.
+    across ranks and kept in checkpoints). A minority-class rectification loss adds the epoch
+    means ``train/crl/{minority_classes,rectification,active_triplets,alpha}_epoch``.
 
     Losses whose statistics count pixels per class (``class_valid`` / ``class_kept``) also
     get, per epoch and class, ``train/mining/kept_of_class/<class>`` (kept / valid pixels of
