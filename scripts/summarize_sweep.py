@@ -16,9 +16,10 @@ Optuna). This script reads, for every job folder ``<sweep>/<job>/``:
   epoch (``--metric last``: of the last one). Without ``metrics.json`` (a crashed, killed or
   still running job) the values come from the TensorBoard event files in ``tensorboard/``
   (``val/mIoU_best``, ``val/mIoU``, ``val/IoU/<class>``) when they hold any;
-* ``train.log``: for a job without ``metrics.json``, the exception line of its last
-  traceback. Such jobs are rows with status ``failed`` (``incomplete`` when no traceback was
-  logged but TensorBoard has validation results), never dropped.
+* ``status.json`` (:mod:`segohem.job_status`): for a job without ``metrics.json``, why: the
+  exception of a failed job, or that it is still running / was killed. Such jobs are rows with
+  status ``failed`` (``incomplete`` when it did not fail but TensorBoard has validation
+  results), never dropped.
 
 The rare-class columns are the IoU of the ``--rare`` classes, by default of the 2 classes
 with the lowest mean IoU across jobs.
@@ -56,6 +57,7 @@ from typing import Any
 
 import yaml
 
+from segohem.job_status import describe, read_job_status
 from segohem.report import read_report, validated_epoch
 
 ALWAYS_KEYS = ("loss.thresh", "loss.n_min")
@@ -109,7 +111,7 @@ def find_job_dirs(sweep: Path) -> list[Path]:
     """Job folders of ``sweep`` in job-number order; raises :class:`SweepError` if none."""
     if not sweep.is_dir():
         raise SweepError(f"{sweep}: no such folder")
-    markers = (".hydra", "train.log", "metrics.json")
+    markers = (".hydra", "status.json", "train.log", "metrics.json")
     jobs = [d for d in sweep.iterdir()
             if d.is_dir() and not d.name.startswith(".")
             and any((d / m).exists() for m in markers)]
@@ -258,29 +260,18 @@ def read_tensorboard(job_dir: Path, which: str) -> Result | None:
                        if tag.startswith(prefix)})
 
 
-def failure_reason(log_path: Path) -> tuple[bool, str]:
-    """(whether train.log holds a traceback, the exception line or what the log ends with)."""
-    try:
-        lines = log_path.read_text(errors="replace").splitlines()
-    except OSError:
-        return False, "no metrics.json and no train.log"
-    starts = [i for i, line in enumerate(lines) if "Traceback (most recent call last)" in line]
-    if starts:
-        after = [line for line in lines[starts[-1] + 1:] if line.strip()]
-        exception = [line for line in after if not line[0].isspace()]
-        return True, (exception or after or ["(empty traceback)"])[0].strip()
-    tail = [line.strip() for line in lines if line.strip()]
-    return False, "no metrics.json; train.log ends: " + (tail[-1] if tail else "(empty)")
-
-
 def load_job(job_dir: Path, which: str) -> Job:
     job = Job(name=job_dir.name, path=job_dir, overrides=read_overrides(job_dir),
               config=read_config(job_dir))
     job.result = read_metrics_json(job_dir, which)
     if job.result is None:
         job.result = read_tensorboard(job_dir, which)
-        crashed, job.error = failure_reason(job_dir / "train.log")
-        job.status = "failed" if crashed or job.result is None else "incomplete"
+        status = read_job_status(job_dir)
+        failed = status is not None and status.get("status") == "FAILED"
+        job.error = "no metrics.json; " + describe(status)
+        if failed:
+            job.error = describe(status)
+        job.status = "failed" if failed or job.result is None else "incomplete"
     return job
 
 

@@ -158,6 +158,7 @@ def mining_report(summary: dict[str, Any], loss: Any) -> str | None:
 
 
 def _instantiate_all(group: DictConfig | None) -> list[Any]:
+    """One object per node of a group of named ``_target_`` nodes (callbacks, logger)."""
     from hydra.utils import instantiate
 
     if not group:
@@ -166,21 +167,17 @@ def _instantiate_all(group: DictConfig | None) -> list[Any]:
 
 
 def train(cfg: DictConfig) -> float | None:
-    """Fit ``SegmentationModule`` on ``cfg``; returns the value of ``cfg.optimized_metric``."""
+    """Fit ``cfg.module`` on ``cfg.data``; returns the value of ``cfg.optimized_metric``.
+
+    Everything is built from the config's ``_target_`` nodes: the data module (conf/data/,
+    over the dataset config), the Lightning module (conf/module/: model, loss, optimizer,
+    scheduler), the callbacks, the loggers and the trainer (its plugins included).
+    """
     import lightning.pytorch as pl
     from hydra.utils import instantiate
 
-    from segohem.callbacks import (
-        AtomicCheckpointIO,
-        HparamsLogger,
-        MinTrainSteps,
-        RankConfigCheck,
-        SkippedStepCounter,
-    )
     from segohem.data import build_dataset
-    from segohem.data.datamodule import SegmentationDataModule
     from segohem.data.geometry import resolve_auto_geometry
-    from segohem.module import SegmentationModule
     from segohem.report import read_report
 
     use_hydra_logging()
@@ -190,42 +187,21 @@ def train(cfg: DictConfig) -> float | None:
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), output_dir)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
 
-    # Cheap objects first, so a bad value fails before datasets and model are built.
-    loss = instantiate(cfg.loss)
-    optimizer = instantiate(cfg.optimizer)
-    scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
-    model = instantiate(cfg.model)
-    train_set, val_set = build_dataset(cfg.dataset.train_set), build_dataset(cfg.dataset.val_set)
-    class_names = cfg.dataset.get("class_names") or getattr(train_set, "classes", None)
-    if any(getattr(m, "needs_class_counts", False) for m in loss.modules()):
-        _set_loss_class_counts(loss, cfg.dataset, class_names)
-    datamodule = SegmentationDataModule(
-        train_set=train_set, val_set=val_set,
-        batch_size=cfg.dataset.batch_size, num_workers=cfg.dataset.num_workers,
-        pin_memory=cfg.dataset.get("pin_memory"),
-        persistent_workers=cfg.dataset.get("persistent_workers", True),
-        drop_last=cfg.dataset.get("drop_last", True),
-        val_batch_size=cfg.dataset.get("val_batch_size"))
-    module = SegmentationModule(
-        model=model, loss=loss, optimizer=optimizer, scheduler=scheduler,
-        num_classes=cfg.dataset.num_classes,
-        class_names=list(class_names) if class_names is not None else None,
-        ignore_index=cfg.dataset.ignore_index, compile=cfg.compile,
-        channels_last=cfg.channels_last)
-    run_config = OmegaConf.to_container(cfg, resolve=True)
-    module.run_config = run_config
+    datamodule = build_dataset(cfg.data)
+    class_names = cfg.dataset.get("class_names") or getattr(datamodule.train_set, "classes", None)
+    module = instantiate(cfg.module, class_names=class_names)
+    if any(getattr(m, "needs_class_counts", False) for m in module.loss.modules()):
+        _set_loss_class_counts(module.loss, cfg.dataset, class_names)
+    module.run_config = OmegaConf.to_container(cfg, resolve=True)
 
     callbacks = _instantiate_all(cfg.get("callbacks"))
-    callbacks += [HparamsLogger(run_config, metric="val/mIoU_best"),
-                  RankConfigCheck(run_config), SkippedStepCounter(),
-                  MinTrainSteps(cfg.get("min_train_steps"))]
     loggers = _instantiate_all(cfg.get("logger"))
     extra = {}
     strategy = sweep_safe_strategy(cfg.trainer.get("strategy"))
     if strategy is not None:
         extra["strategy"] = strategy
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
-                                      plugins=[AtomicCheckpointIO()], **extra)
+                                      **extra)
 
     log.info("Run directory: %s", output_dir)
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
@@ -237,7 +213,7 @@ def train(cfg: DictConfig) -> float | None:
         log.info("Best validation epoch %s:\n%s", best.get("epoch"),
                  summary_table(best, module.class_names))
     mining = module.mining_summary or report.get("mining") or {}
-    mining_line = mining_report(mining, loss)
+    mining_line = mining_report(mining, module.loss)
     if trainer.is_global_zero and mining_line:
         log.info(mining_line)
     metric_name = cfg.get("optimized_metric")

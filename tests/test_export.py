@@ -16,8 +16,8 @@ from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 
 from segohem.checkpoint import CheckpointError, load_model
-from segohem.export import ExportError, export
 from segohem.inference import padded_logits
+from segohem.model_export import ExportError, export
 
 FAST_TRAIN = ["logger=none", "trainer.num_sanity_val_steps=0", "trainer.limit_train_batches=2",
               "trainer.limit_val_batches=1", "dataset.batch_size=4"]
@@ -166,7 +166,7 @@ def test_graph_upsamples_the_logits_of_a_downsampling_model(tmp_path, fmt):
     padded_logits inside the exported graph."""
     from torch import nn
 
-    from segohem.export import check_parity, export_module, export_onnx, export_torchscript
+    from segohem.model_export import check_parity, export_module, export_onnx, export_torchscript
 
     torch.manual_seed(0)
     net = nn.Conv2d(3, 4, 3, stride=4, padding=1).eval()

@@ -20,7 +20,7 @@ from PIL import Image
 from segohem.checkpoint import CheckpointError, load_model
 from segohem.data import SyntheticDataset
 from segohem.inference import InferenceConfig, predict_scores
-from segohem.predict import PredictError, predict, safe_destination
+from segohem.prediction import PredictError, predict, safe_destination
 
 FAST_TRAIN = ["logger=none", "trainer.num_sanity_val_steps=0", "trainer.limit_train_batches=2",
               "trainer.limit_val_batches=1"]
@@ -152,7 +152,8 @@ def test_cityscapes_format_writes_official_label_ids(cityscapes_run, tmp_path):
     ckpt, root = cityscapes_run
     source = root / "leftImg8bit" / "val"
     out = tmp_path / "results"
-    run_predict(ckpt, source, out, "format=cityscapes", "recursive=true")
+    run_predict(ckpt, source, out, "format=cityscapes")  # city sub-folders: found without
+    # recursive=true, as the README's example runs it
     inputs = sorted(source.rglob("*_leftImg8bit.png"))
     written = sorted(out.rglob("*.png"))
     assert [p.relative_to(out) for p in written] == [p.relative_to(source) for p in inputs]

@@ -17,14 +17,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 from summarize_sweep import main
 
 CLASSES = ["background", "road", "pole", "sign"]
-TRACEBACK = """[2025-01-01 12:00:00,000][segohem.training][INFO] - Run directory: x
-Traceback (most recent call last):
-  File "segohem/training.py", line 200, in train
-    trainer.fit(module, datamodule)
-  File "torch/cuda.py", line 10, in alloc
-    raise RuntimeError("CUDA out of memory")
-RuntimeError: CUDA out of memory
-"""
+FAILED = {"task": "train", "status": "FAILED", "started": "2025-01-01T12:00:00+00:00",
+          "ended": "2025-01-01T12:01:00+00:00", "overrides": [], "return_value": None,
+          "error": {"type": "RuntimeError", "message": "CUDA out of memory",
+                    "traceback": "Traceback (most recent call last): ..."}}
 
 
 def _config(params: dict[str, Any]) -> dict[str, Any]:
@@ -47,12 +43,14 @@ def _entry(miou: float, epoch: int, iou: dict[str, float | None]) -> dict[str, A
 
 def make_job(sweep: Path, num: int, overrides: list[str], params: dict[str, Any],
              best: dict[str, Any] | None = None, last: dict[str, Any] | None = None,
-             log: str = "[INFO] - done\n") -> Path:
+             log: str = "[INFO] - done\n", status: dict[str, Any] | None = None) -> Path:
     job = sweep / str(num)
     (job / ".hydra").mkdir(parents=True)
     (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
     (job / ".hydra" / "config.yaml").write_text(yaml.safe_dump(_config(params)))
     (job / "train.log").write_text(log)
+    if status is not None:  # as segohem.job_status writes it
+        (job / "status.json").write_text(json.dumps(status))
     if best is not None:
         (job / "metrics.json").write_text(json.dumps({"last": last or best, "best": best}))
     return job
@@ -76,7 +74,7 @@ def grid_sweep(tmp_path: Path) -> Path:
         make_job(sweep, num, overrides, {"loss.thresh": thresh, "loss.n_min": n_min},
                  best=_entry(miou, num + 1, iou), last=_entry(miou - 0.01, 9, iou))
     make_job(sweep, 4, ["loss.thresh=0.9", "loss.n_min=null", "dataset.image_size=[64,64]"],
-             {"loss.thresh": 0.9, "loss.n_min": None}, log=TRACEBACK)
+             {"loss.thresh": 0.9, "loss.n_min": None}, status=FAILED)
     return sweep
 
 

@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from segohem.job_status import read_job_status
+
 TINY_DDP = ["trainer=ddp_cpu", "dataset.image_size=[64,64]", "dataset.train_set.num_samples=32",
             "dataset.val_set.num_samples=9", "dataset.num_workers=0", "trainer.max_epochs=1",
             "min_train_steps=null", "trainer.enable_progress_bar=false",
@@ -73,7 +75,10 @@ def test_grid_multirun_with_ddp(tmp_path):
     assert {(job_overrides(j)["loss.thresh"], job_overrides(j)["loss.n_min"]) for j in jobs} \
         == {("0.5", "null"), ("0.5", "0.05"), ("0.8", "null"), ("0.8", "0.05")}
     for job in jobs:
-        assert json.loads((job / "metrics.json").read_text())["best"]["mIoU"] is not None
+        best = json.loads((job / "metrics.json").read_text())["best"]["mIoU"]
+        assert best is not None
+        status = read_job_status(job)  # rank 0's outcome; the forked rank writes none
+        assert (status["status"], status["return_value"]) == ("COMPLETED", best)
 
 
 @pytest.mark.slow
@@ -90,6 +95,9 @@ def test_optuna_sweep_with_ddp_survives_a_failed_trial(tmp_path):
     failed = [j for j in jobs if job_overrides(j)["loss.thresh"] == "1.5"]
     good = [j for j in jobs if j not in failed]
     assert failed and good, "the seeded sampler should try both thresholds"
+    for job in failed:
+        status = read_job_status(job)
+        assert status["status"] == "FAILED" and "thresh" in status["error"]["message"]
     for job in good:
         ranks = rank_lines(job)
         assert sorted(ranks) == [0, 1] and ranks[0] == ranks[1]

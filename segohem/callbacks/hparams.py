@@ -27,18 +27,31 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+WIRING = ("data", "module")
+"""Config nodes that only interpolate other groups (conf/data/, conf/module/)."""
+
+
 class HparamsLogger(pl.Callback):
-    """Logs ``hparams`` with ``metric`` as the HPARAMS tab's metric at the start of fit.
+    """Logs ``hparams`` (default: the run's config) with ``metric`` as the HPARAMS tab's
+    metric at the start of fit.
 
     Done from ``on_fit_start`` (not before ``fit``): creating TensorBoard's writer
     before the trainer forks its processes deadlocks ``ddp_fork`` runs.
     """
 
-    def __init__(self, hparams: Mapping[str, Any], metric: str = "val/mIoU_best") -> None:
-        self.hparams = flatten(hparams)
+    def __init__(self, hparams: Mapping[str, Any] | None = None,
+                 metric: str = "val/mIoU_best") -> None:
+        self.hparams = None if hparams is None else flatten(hparams)
         self.metric = metric
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Logs ``hparams``, or else the module's ``run_config`` (the run's resolved config,
+        set by segohem-train) without its ``data`` / ``module`` wiring nodes, which only
+        repeat the other groups."""
+        hparams = self.hparams
+        if hparams is None:
+            config = getattr(pl_module, "run_config", None) or {}
+            hparams = flatten({k: v for k, v in config.items() if k not in WIRING})
         for logger in trainer.loggers:
             # NaN: registers the metric for the HPARAMS tab without a fake 0 on its chart.
-            logger.log_hyperparams(self.hparams, metrics={self.metric: float("nan")})
+            logger.log_hyperparams(hparams, metrics={self.metric: float("nan")})

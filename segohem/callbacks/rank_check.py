@@ -29,14 +29,17 @@ class RankConfigCheck(pl.Callback):
     and this check makes any such mismatch an error instead of a wrong result.
     """
 
-    def __init__(self, config: dict[str, Any]) -> None:
+    def __init__(self, config: dict[str, Any] | None = None) -> None:
         self.config = config
-        self.digest = config_digest(config)
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Compares ``config``, or else the module's ``run_config`` (set by segohem-train)."""
+        config = self.config if self.config is not None else (
+            getattr(pl_module, "run_config", None) or {})
+        self.digest = config_digest(config)
         world = trainer.world_size
         log.info("rank %d/%d: config %s loss %s", trainer.global_rank, world, self.digest,
-                 json.dumps(self.config.get("loss"), sort_keys=True, default=str))
+                 json.dumps(config.get("loss"), sort_keys=True, default=str))
         if world < 2:
             return
         mine = torch.tensor([int(self.digest, 16)], dtype=torch.int64,

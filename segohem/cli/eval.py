@@ -1,0 +1,18 @@
+"""``segohem-eval``: measure a checkpoint with the composed conf/eval.yaml."""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+
+@hydra.main(version_base="1.3", config_path="pkg://segohem.conf", config_name="eval")
+def main(cfg: DictConfig) -> float | None:
+    """Returns the mIoU."""
+    from segohem.evaluation import evaluate
+
+    return evaluate(cfg)
+
+
+if __name__ == "__main__":
+    main()
