@@ -16,7 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import albumentations as A
 import torch
+from albumentations.pytorch import ToTensorV2
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
@@ -82,8 +85,6 @@ def load_model(path: str | os.PathLike, num_classes: int | None = None,
         map_location: where to load the weights.
         trust: allow a full (pickle) load if safe loading refuses the file.
     """
-    from hydra.utils import instantiate
-
     path = Path(path)
     checkpoint = read_checkpoint(path, map_location, trust)
     saved = checkpoint.get("segohem") if isinstance(checkpoint, dict) else None
@@ -157,8 +158,6 @@ def normalization_from_config(config: DictConfig, path: Path | str = "checkpoint
     (instantiated, so its parameters are exactly those used in training and validation);
     :class:`CheckpointError` naming ``path`` if there is none. ``segohem-predict`` and
     ``segohem-export`` normalise their inputs with it."""
-    from hydra.utils import instantiate
-
     node = OmegaConf.select(config, "dataset.val_transform")
     if node is None:
         raise CheckpointError(f"{path}: the saved config has no dataset.val_transform, so the "
@@ -178,7 +177,4 @@ def normalization_from_config(config: DictConfig, path: Path | str = "checkpoint
 def image_transform(config: DictConfig, path: Path | str = "checkpoint") -> Any:
     """``Normalize`` (from the checkpoint's val transform) + ``ToTensorV2``: uint8 HWC RGB
     -> float ``(3, H, W)`` tensor, the geometry unchanged."""
-    import albumentations as A
-    from albumentations.pytorch import ToTensorV2
-
     return A.Compose([normalization_from_config(config, path), ToTensorV2()])

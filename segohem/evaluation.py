@@ -9,12 +9,17 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import Tensor
 
+from segohem.checkpoint import load_model
+from segohem.data import build_dataset
+from segohem.data.datamodule import SegmentationDataModule
 from segohem.inference import InferenceConfig, predict_scores
 from segohem.metrics import SegmentationMetrics
 from segohem.report import metrics_summary, read_report, write_report
+from segohem.training import summary_table, use_hydra_logging
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +65,6 @@ class EvaluationModule(pl.LightningModule):
                        "eval/aAcc": results["aAcc"]})
         if self.trainer.is_global_zero and self.output is not None:
             write_report(self.output, {**self.info, **self.results})
-            from segohem.training import summary_table
-
             log.info("Evaluation of %s:\n%s", self.info.get("checkpoint"),
                      summary_table(self.results, self.class_names))
 
@@ -87,8 +90,6 @@ def dataset_config(cfg: DictConfig, trained: DictConfig) -> DictConfig:
 def build_split(node: DictConfig, split: str) -> Any:
     """The evaluation dataset: the config's ``val_set`` with ``split`` and the validation
     transform (whole images, no randomness)."""
-    from segohem.data import build_dataset
-
     val = OmegaConf.create(OmegaConf.to_container(node.val_set, resolve=True))
     with open_dict(val):
         val.split = split
@@ -98,10 +99,6 @@ def build_split(node: DictConfig, split: str) -> Any:
 def evaluate(cfg: DictConfig) -> float | None:
     """Evaluate ``cfg.ckpt_path`` on ``cfg.split``; writes ``metrics.json`` in the run
     directory and returns the mIoU."""
-    from segohem.checkpoint import load_model
-    from segohem.data.datamodule import SegmentationDataModule
-    from segohem.training import use_hydra_logging
-
     use_hydra_logging()
     output_dir = Path(cfg.paths.output_dir)
     inference = InferenceConfig(**OmegaConf.to_container(cfg.eval, resolve=True))
@@ -128,7 +125,5 @@ def evaluate(cfg: DictConfig) -> float | None:
 
 
 def _trainer(cfg: DictConfig) -> pl.Trainer:
-    from hydra.utils import instantiate
-
     return instantiate(cfg.trainer, logger=False, enable_checkpointing=False,
                        num_sanity_val_steps=0, limit_val_batches=None)

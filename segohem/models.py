@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import segmentation_models_pytorch as smp
 import torch
 from torch import nn
 
@@ -31,8 +32,6 @@ def build_model(
             ``(B, num_classes, H', W')`` logits.
         **kwargs: architecture options (``encoder_depth``, ``decoder_channels``...).
     """
-    import segmentation_models_pytorch as smp
-
     if not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"model num_classes must be an int >= 1, got {num_classes!r}.")
     try:

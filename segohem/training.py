@@ -6,41 +6,25 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import lightning.pytorch as pl
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from hydra.utils import instantiate
+from lightning.fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
 from omegaconf import DictConfig, OmegaConf
+
+from segohem.config_checks import ConfigError, check_config
+from segohem.data import build_dataset
+from segohem.data.class_counts import class_pixel_counts, describe_counts
+from segohem.data.geometry import resolve_auto_geometry
+from segohem.losses import BinaryOhemLoss, OhemCELoss
+from segohem.metrics import format_iou_table
+from segohem.report import read_report
 
 log = logging.getLogger(__name__)
 
 
-class ConfigError(ValueError):
-    """A configuration problem found before training starts."""
-
-
-def check_config(cfg: DictConfig) -> None:
-    """Cross-field checks Hydra cannot do; raises :class:`ConfigError` with the fix."""
-    name = cfg.dataset.get("name", "?")
-    for key, example in (("root", "/data/" + str(name)), ("num_classes", "3"),
-                         ("class_names", "[background,crack,rust]")):
-        if key in list(cfg.dataset) and OmegaConf.is_missing(cfg.dataset, key):
-            raise ConfigError(f"dataset={name} needs dataset.{key}; add e.g. "
-                              f"'dataset.{key}={example}' to the command line.")
-    dataset_classes = cfg.dataset.num_classes
-    model_classes = cfg.model.get("num_classes", dataset_classes)
-    if model_classes != dataset_classes:
-        raise ConfigError(
-            f"model.num_classes={model_classes} disagrees with dataset.num_classes="
-            f"{dataset_classes} (dataset {cfg.dataset.get('name', '?')!r}). The model must "
-            f"predict one channel per dataset class: drop the model.num_classes override "
-            f"(it follows the dataset by default) or change both.")
-    names = cfg.dataset.get("class_names")
-    if names is not None and len(names) != dataset_classes:
-        raise ConfigError(f"dataset.class_names has {len(names)} names but dataset.num_classes="
-                          f"{dataset_classes}: {list(names)}")
-
-
 def _is_multirun() -> bool:
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
@@ -55,8 +39,6 @@ def sweep_safe_strategy(strategy: Any) -> str | None:
     """
     if strategy != "ddp" or not _is_multirun():
         return None
-    from lightning.fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
-
     if SLURMEnvironment.detect() or TorchElasticEnvironment.detect():
         return None
     log.info("Multirun: trainer.strategy=ddp -> ddp_fork (each job forks its ranks, so "
@@ -90,8 +72,6 @@ def use_hydra_logging() -> None:
 
 def summary_table(summary: dict[str, Any], class_names: list[str]) -> str:
     """Per-class table of a ``SegmentationModule`` summary (None -> NaN -> "-")."""
-    from segohem.metrics import format_iou_table
-
     def value(v: float | None) -> float:
         return float("nan") if v is None else v
 
@@ -108,9 +88,6 @@ def _set_loss_class_counts(loss: Any, dataset_cfg: DictConfig, class_names: Any)
     class; fails before training on an empty or unlabelled training set. The masks are read
     from a copy of the training set without its transform (the seeded augmentation stream
     stays untouched)."""
-    from segohem.data import build_dataset
-    from segohem.data.class_counts import class_pixel_counts, describe_counts
-
     num_classes = dataset_cfg.num_classes
     names = list(class_names) if class_names is not None else [
         f"class_{i}" for i in range(num_classes)]
@@ -138,8 +115,6 @@ def mining_report(summary: dict[str, Any], loss: Any) -> str | None:
     """One line on what decided the pixel selection over the run: the loss threshold or its
     minimum-count fallback (``summary``: ``SegmentationModule.mining_summary``). None when
     there is no summary or the loss has no such rule (top-k keeps a fixed fraction)."""
-    from segohem.losses import BinaryOhemLoss, OhemCELoss
-
     rate = (summary.get("run") or {}).get("fallback_rate")
     modules = loss.modules() if hasattr(loss, "modules") else ()
     miner = next((m for m in modules if isinstance(m, (OhemCELoss, BinaryOhemLoss))), None)
@@ -159,8 +134,6 @@ def mining_report(summary: dict[str, Any], loss: Any) -> str | None:
 
 def _instantiate_all(group: DictConfig | None) -> list[Any]:
     """One object per node of a group of named ``_target_`` nodes (callbacks, logger)."""
-    from hydra.utils import instantiate
-
     if not group:
         return []
     return [instantiate(node) for node in group.values() if node is not None]
@@ -173,13 +146,6 @@ def train(cfg: DictConfig) -> float | None:
     over the dataset config), the Lightning module (conf/module/: model, loss, optimizer,
     scheduler), the callbacks, the loggers and the trainer (its plugins included).
     """
-    import lightning.pytorch as pl
-    from hydra.utils import instantiate
-
-    from segohem.data import build_dataset
-    from segohem.data.geometry import resolve_auto_geometry
-    from segohem.report import read_report
-
     use_hydra_logging()
     check_config(cfg)
     resolve_auto_geometry(cfg.dataset)  # crop_size / scale_range: auto -> from the images

@@ -85,6 +85,8 @@ def overlay(image: Tensor, ids: Tensor, palette: Sequence[Sequence[int]], alpha:
     Returns:
         ``(3, H, W)`` uint8 RGB, rounded to the nearest level.
     """
+    # Lazy: the datasets import this module for their palettes, and segohem.data imports
+    # only torch and numpy.
     from torchvision.utils import draw_segmentation_masks
 
     present = [int(c) for c in ids.unique().tolist()
@@ -103,7 +105,7 @@ def overlay(image: Tensor, ids: Tensor, palette: Sequence[Sequence[int]], alpha:
 def palette_image(ids: np.ndarray, palette: Sequence[Sequence[int]]) -> Image.Image:
     """``(H, W)`` uint8 class ids -> Pillow ``"P"`` image whose palette is ``palette`` (the
     pixel values stay the ids: ``numpy.asarray(Image.open(f))`` reads them back)."""
-    from PIL import Image
+    from PIL import Image  # lazy, as torchvision in overlay: segohem.data imports this module
 
     image = Image.fromarray(ids)
     image.putpalette([int(c) for colour in palette for c in colour])

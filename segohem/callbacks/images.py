@@ -7,6 +7,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
+from torchvision.utils import make_grid
 
 from segohem.viz import Palette, colorize, resolve_palette, to_display
 
@@ -34,8 +35,6 @@ class SegmentationImageLogger(pl.Callback):
                                 dataloader_idx: int = 0) -> None:
         if batch_idx != 0 or not self._due(trainer):
             return
-        from torchvision.utils import make_grid
-
         images = batch["image"][: self.num_samples]
         masks = batch["mask"][: self.num_samples]
         with torch.no_grad():

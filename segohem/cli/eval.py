@@ -9,6 +9,7 @@ from omegaconf import DictConfig
 @hydra.main(version_base="1.3", config_path="pkg://segohem.conf", config_name="eval")
 def main(cfg: DictConfig) -> float | None:
     """Returns the mIoU."""
+    # Lazy: the library imports torch; --help and bad overrides answer without it.
     from segohem.evaluation import evaluate
 
     return evaluate(cfg)

@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 def main(cfg: DictConfig) -> None:
     """Known mistakes (bad options, files, checkpoints) end with their message and exit
     status 1; anything else with its traceback."""
+    # Lazy: the library imports torch; --help and bad overrides answer without it.
     from segohem.checkpoint import CheckpointError
     from segohem.model_export import ExportError, export
 

@@ -14,6 +14,7 @@ def build_dataset(node: Any, **kwargs: Any) -> Any:
     :class:`~segohem.data.DatasetError` (bad folder, file or label) is raised as itself, with
     its message that names the file and shows the expected layout, not wrapped in Hydra's
     ``InstantiationException``."""
+    # Lazy: segohem.data imports this module and promises to import only torch and numpy.
     from hydra.errors import InstantiationException
     from hydra.utils import instantiate
 

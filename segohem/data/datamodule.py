@@ -6,6 +6,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 from lightning.fabric.utilities.seed import pl_worker_init_function
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 
@@ -82,8 +83,6 @@ class SegmentationDataModule(pl.LightningDataModule):
         trainer = self.trainer
         if trainer is None or trainer.world_size < 2:
             return None
-        from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
-
         return UnrepeatedDistributedSampler(dataset, num_replicas=trainer.world_size,
                                             rank=trainer.global_rank, shuffle=False)
 

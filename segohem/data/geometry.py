@@ -28,6 +28,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import albumentations as A
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import ListConfig, OmegaConf, open_dict
+from PIL import Image, UnidentifiedImageError
+
+from segohem.config_checks import ConfigError
+from segohem.data.datasets import DatasetError
+
 log = logging.getLogger(__name__)
 
 AUTO = "auto"
@@ -103,10 +112,6 @@ def image_sizes(paths: Sequence[Path], skip_unreadable: bool = False) -> list[tu
     """``(H, W)`` of each image file, from its header (Pillow, nothing decoded; threads, so
     slow file systems overlap). An unreadable file raises :class:`DatasetError` naming it,
     or is left out with ``skip_unreadable``."""
-    from PIL import Image, UnidentifiedImageError
-
-    from segohem.data.datasets import DatasetError
-
     def size(path: Path) -> tuple[int, int] | None:
         try:
             with Image.open(path) as image:
@@ -126,32 +131,26 @@ def image_sizes(paths: Sequence[Path], skip_unreadable: bool = False) -> list[tu
 
 def check_crop_size(value: Any) -> tuple[int, int] | None:
     """``(H, W)`` of an explicit ``dataset.crop_size``; None for ``auto``; else a
-    :class:`~segohem.training.ConfigError` naming the option and the fix."""
+    :class:`~segohem.config_checks.ConfigError` naming the option and the fix."""
     if isinstance(value, str) and value == AUTO:
         return None
     if not _is_pair(value) or not all(_is_int(v) and v > 0 for v in value):
-        from segohem.training import ConfigError
-
         raise ConfigError(f"dataset.crop_size={_show(value)}: {CROP_HELP}.")
     return int(value[0]), int(value[1])
 
 
 def check_scale_range(value: Any) -> tuple[float, float] | None:
     """``(min, max)`` of an explicit ``dataset.scale_range``; None for ``auto``; else a
-    :class:`~segohem.training.ConfigError` naming the option and the fix."""
+    :class:`~segohem.config_checks.ConfigError` naming the option and the fix."""
     if isinstance(value, str) and value == AUTO:
         return None
     if (not _is_pair(value) or not all(_is_number(v) for v in value)
             or not 0 < value[0] <= value[1]):
-        from segohem.training import ConfigError
-
         raise ConfigError(f"dataset.scale_range={_show(value)}: {SCALE_HELP}.")
     return float(value[0]), float(value[1])
 
 
 def _is_pair(value: Any) -> bool:
-    from omegaconf import ListConfig
-
     return isinstance(value, (list, tuple, ListConfig)) and len(value) == 2
 
 
@@ -164,8 +163,6 @@ def _is_number(value: Any) -> bool:
 
 
 def _show(value: Any) -> str:
-    from omegaconf import OmegaConf
-
     if OmegaConf.is_config(value):
         value = OmegaConf.to_container(value)
     return repr(value).replace(" ", "") if isinstance(value, (list, tuple)) else repr(value)
@@ -183,8 +180,6 @@ def resolve_auto_geometry(dataset: Any) -> Geometry | None:
     training images come from ``dataset.train_set`` built without its transform; an empty or
     missing split raises the dataset's own :class:`~segohem.data.DatasetError`.
     """
-    from omegaconf import open_dict
-
     crop_value, scale_value = dataset.get("crop_size"), dataset.get("scale_range")
     crop = check_crop_size(crop_value) if crop_value is not None else None
     scale = check_scale_range(scale_value) if scale_value is not None else None
@@ -195,8 +190,6 @@ def resolve_auto_geometry(dataset: Any) -> Geometry | None:
     skip_bad = bool(dataset.get("skip_bad", False))
     sizes = image_sizes(training_images(dataset), skip_unreadable=skip_bad)
     if not sizes:
-        from segohem.data.datasets import DatasetError
-
         raise DatasetError(f"{dataset.get('root')}: no readable training image to derive "
                            f"dataset.crop_size / dataset.scale_range=auto from.")
     derived = derive_geometry(sizes)
@@ -217,11 +210,6 @@ def resolve_auto_geometry(dataset: Any) -> Geometry | None:
 def training_images(dataset: Any) -> list[Path]:
     """The image files of ``dataset.train_set`` (built without transform, and without
     ``skip_bad``'s full read: unreadable headers are skipped by the caller instead)."""
-    from hydra.errors import InstantiationException
-    from hydra.utils import instantiate
-
-    from segohem.data.datasets import DatasetError
-
     node = dataset.get("train_set")
     options: dict[str, Any] = {"transform": None}
     if node is not None and "skip_bad" in node:
@@ -234,8 +222,6 @@ def training_images(dataset: Any) -> list[Path]:
         raise
     samples = getattr(train_set, "samples", None)
     if samples is None:
-        from segohem.training import ConfigError
-
         raise ConfigError(f"dataset.crop_size / dataset.scale_range=auto need a dataset of "
                           f"image files; {type(train_set).__name__} has none: set them "
                           f"explicitly, e.g. dataset.crop_size=[512,512] "
@@ -249,14 +235,10 @@ def random_scale(scale_range: Sequence[float], **kwargs: Any) -> Any:
     the limits), or ``NoOp`` for ``[1, 1]`` (no work, no random draw)."""
     lo_hi = check_scale_range(scale_range)
     if lo_hi is None:
-        from segohem.training import ConfigError
-
         raise ConfigError("dataset.scale_range=auto was not resolved: call "
                           "segohem.data.geometry.resolve_auto_geometry(cfg.dataset) before "
                           "instantiating the transforms (segohem-train does), or set "
                           "dataset.scale_range=[min,max].")
-    import albumentations as A
-
     lo, hi = lo_hi
     if (lo, hi) == NO_SCALE:
         return A.NoOp(p=0.0)  # p=0: not even a random draw

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
 from torch import Tensor
 
 Reduce = Callable[[Tensor], Tensor]
@@ -24,8 +25,6 @@ class RankSum:
     world_size: int
 
     def __call__(self, tensor: Tensor) -> Tensor:
-        import torch.distributed as dist
-
         out = tensor.detach().clone(memory_format=torch.contiguous_format)
         dist.all_reduce(out, op=dist.ReduceOp.SUM)
         return out
@@ -36,8 +35,6 @@ def rank_sum(enabled: bool) -> RankSum | None:
     None (single process: mining is already global)."""
     if not enabled:
         return None
-    import torch.distributed as dist
-
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
         return None
     return RankSum(dist.get_world_size())

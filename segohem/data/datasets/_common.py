@@ -33,6 +33,7 @@ class DatasetError(ValueError):
 
 def _open(path: Path) -> Any:
     """Open and fully decode an image with Pillow (truncated files raise here)."""
+    # Lazy: segohem.data promises to import only torch and numpy (Pillow loads on first read).
     from PIL import Image, UnidentifiedImageError
 
     try:
