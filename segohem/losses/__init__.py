@@ -1,6 +1,6 @@
-"""Segmentation losses: OHEM cross-entropy, bootstrapped (top-k) CE, binary OHEM, NaN-safe
-plain CE, minority-class rectification (CRL) and weighted sums of losses (for SMP's Dice /
-Focal / Lovasz terms)."""
+"""Segmentation losses: OHEM cross-entropy (alone or with a Dice term), bootstrapped (top-k)
+CE, binary OHEM, NaN-safe plain CE, minority-class rectification (CRL) and weighted sums of
+losses (for SMP's Dice / Focal / Lovasz terms)."""
 
 from segohem.losses._mining import MiningStats
 from segohem.losses.binary import BinaryOhemLoss
@@ -8,6 +8,7 @@ from segohem.losses.ce import CrossEntropyLoss
 from segohem.losses.compose import WeightedSumLoss
 from segohem.losses.crl import MinorityRectificationLoss, RectificationStats
 from segohem.losses.ohem import OhemCELoss
+from segohem.losses.ohem_dice import OhemDiceLoss
 from segohem.losses.topk import TopKCELoss
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "MiningStats",
     "MinorityRectificationLoss",
     "OhemCELoss",
+    "OhemDiceLoss",
     "RectificationStats",
     "TopKCELoss",
     "WeightedSumLoss",
