@@ -28,39 +28,32 @@ The rest of the validation pipeline (e.g. ``PadIfNeeded`` to a multiple of 32) i
 :func:`segohem.inference.predict_scores` pads to ``eval.size_divisor`` itself (with the mean
 colour) and cuts the padding off again, so every prediction has the input's size.
 
-The command line is :mod:`segohem.cli.predict`.
+The command line is :mod:`segohem.cli.predict`; finding the inputs and planning the outputs
+is :mod:`segohem.prediction_files`, writing the formats :mod:`segohem.prediction_formats`.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+import torch
 from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
 
-from segohem.files import IMAGE_SUFFIXES
-
-if TYPE_CHECKING:
-    import numpy as np
-
-    from segohem.checkpoint import LoadedModel
-    from segohem.inference import InferenceConfig
+from segohem.checkpoint import image_transform, load_model
+from segohem.inference import InferenceConfig, predict_scores
+from segohem.prediction_files import (
+    PredictError,
+    find_images,
+    plan_outputs,
+    read_rgb,
+    safe_destination,
+)
+from segohem.prediction_formats import FORMATS, check_cityscapes_model, save_prediction
 
 log = logging.getLogger(__name__)
-
-FORMATS = ("color", "overlay", "id", "cityscapes")
-#: ``<city>_<seq>_<frame>_leftImg8bit.png`` (city names may hold hyphens: ``bad-honnef``).
-CITYSCAPES_IMAGE_NAME = re.compile(
-    r"^(?P<city>[A-Za-z][A-Za-z0-9-]*)_(?P<seq>\d+)_(?P<frame>\d+)_leftImg8bit\.png$")
-
-
-class PredictError(ValueError):
-    """A problem with the inputs, outputs or options of ``segohem-predict``; the message
-    names the file or option and the fix."""
 
 
 @dataclass
@@ -73,123 +66,9 @@ class PredictResult:
     """Unreadable inputs skipped with ``skip_bad=true``: (file, reason)."""
 
 
-# --------------------------------------------------------------------------------------
-# Files
-# --------------------------------------------------------------------------------------
-
-
-def find_images(source: Path, recursive: bool = False,
-                exclude: Path | None = None) -> tuple[Path, list[Path]]:
-    """``(root, images)``: a file is itself (root: its folder); a folder gives its image
-    files by suffix, sorted (sub-folders too if ``recursive``; symlinked folders are not
-    followed). Files under ``exclude`` (the output folder, when it lies inside the input)
-    are left out, so a rerun does not predict on its own predictions."""
-    if source.is_file():
-        return source.parent, [source]
-    if not source.is_dir():
-        raise PredictError(f"input={str(source)!r}: no such file or folder.")
-    excluded = exclude.resolve() if exclude is not None else None
-    if excluded == source.resolve():  # output == input: plan_outputs guards the inputs
-        excluded = None
-    images: list[Path] = []
-    nested = 0
-    for folder, dirs, files in os.walk(source):
-        here = Path(folder)
-        if excluded is not None and (here.resolve() == excluded
-                                     or excluded in here.resolve().parents):
-            dirs.clear()
-            continue
-        found = [here / f for f in files if Path(f).suffix.lower() in IMAGE_SUFFIXES]
-        if here == source or recursive:
-            images.extend(found)
-        else:
-            nested += len(found)
-            dirs.clear()
-        dirs.sort()
-    if not images:
-        hint = (f" Its sub-folders hold {nested} image(s): pass recursive=true." if nested
-                else f" Expected files ending in {', '.join(sorted(IMAGE_SUFFIXES))}.")
-        raise PredictError(f"input={str(source)!r}: no image files found.{hint}")
-    return source, sorted(images)
-
-
-def output_relative_path(image: Path, root: Path, fmt: str, overlay_ext: str = "jpg") -> Path:
-    """Where the prediction of ``image`` goes, relative to the output folder."""
-    relative = image.relative_to(root)
-    if fmt == "cityscapes":
-        match = CITYSCAPES_IMAGE_NAME.match(image.name)
-        if match is None:
-            raise PredictError(
-                f"{image}: format=cityscapes needs Cityscapes file names "
-                f"<city>_<seq>_<frame>_leftImg8bit.png (e.g. frankfurt_000000_000294_"
-                f"leftImg8bit.png), as the official evaluation matches predictions to ground "
-                f"truth by name. Use format=id for other images.")
-        return Path(match["city"]) / image.name
-    return relative.with_suffix(f".{overlay_ext}" if fmt == "overlay" else ".png")
-
-
-def safe_destination(root: Path, relative: Path) -> Path:
-    """``root / relative``, refusing anything that would land outside ``root``: absolute or
-    ``..`` paths, and symlinks (of sub-folders or of the file itself) pointing elsewhere."""
-    if relative.is_absolute() or ".." in relative.parts or not relative.parts:
-        raise PredictError(f"output file name {str(relative)!r} would leave the output folder "
-                           f"{root}; refusing to write it.")
-    destination = root / relative
-    resolved, real_root = destination.resolve(), root.resolve()
-    if not resolved.is_relative_to(real_root):
-        raise PredictError(f"output file {destination} resolves to {resolved}, outside the "
-                           f"output folder {real_root} (a symlinked sub-folder or file?); "
-                           f"refusing to write there.")
-    return destination
-
-
-def plan_outputs(images: list[Path], root: Path, output: Path, fmt: str,
-                 overlay_ext: str = "jpg") -> list[tuple[Path, Path]]:
-    """``(image, destination)`` pairs, checked before anything is written: every destination
-    inside ``output``, no two images writing the same file, no input file overwritten."""
-    inputs = {image.resolve() for image in images}
-    pairs, seen = [], {}
-    for image in images:
-        destination = safe_destination(
-            output, output_relative_path(image, root, fmt, overlay_ext))
-        key = destination.resolve()
-        if key in inputs:
-            raise PredictError(f"the {fmt} prediction of {image} would overwrite the input "
-                               f"file {key}; choose an output folder other than the input's.")
-        if key in seen:
-            raise PredictError(f"{seen[key]} and {image} would both be written to "
-                               f"{destination}; rename one of them or predict them into "
-                               f"different output folders.")
-        seen[key] = image
-        pairs.append((image, destination))
-    return pairs
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    """Image file -> uint8 ``(H, W, 3)`` RGB (read as the datasets read it: Pillow, no EXIF
-    rotation); :class:`PredictError` naming the file if it cannot be decoded."""
-    import numpy as np
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            image.load()
-            rgb = image.convert("RGB")
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError,
-            Image.DecompressionBombError) as err:
-        raise PredictError(f"{path}: unreadable or truncated image file ({err}). Fix or "
-                           f"remove it, or pass skip_bad=true to skip unreadable files.") from None
-    return np.asarray(rgb)
-
-
-# --------------------------------------------------------------------------------------
-# Model side
-# --------------------------------------------------------------------------------------
-
-
 def resolve_device(device: str) -> str:
-    import torch
-
+    """``auto`` -> ``cuda`` if available, else ``cpu``; a CUDA device without CUDA ->
+    :class:`PredictError`."""
     if device in (None, "", "auto"):
         return "cuda" if torch.cuda.is_available() else "cpu"
     if str(device).startswith("cuda") and not torch.cuda.is_available():
@@ -201,75 +80,12 @@ def resolve_device(device: str) -> str:
 def inference_config(node: DictConfig | dict | None) -> InferenceConfig:
     """``eval`` node -> :class:`~segohem.inference.InferenceConfig` (bad values ->
     :class:`PredictError`)."""
-    from segohem.inference import InferenceConfig
-
     options = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) \
         else dict(node or {})
     try:
         return InferenceConfig(**options)
     except (TypeError, ValueError) as err:
         raise PredictError(str(err)) from None
-
-
-def label_id_table() -> np.ndarray:
-    """trainId (0-18) -> Cityscapes labelId lookup table (uint8, 256 entries)."""
-    import numpy as np
-
-    from segohem.data.datasets.cityscapes import TRAIN_ID_TO_LABEL_ID
-
-    table = np.zeros(256, np.uint8)
-    for train_id, label_id in TRAIN_ID_TO_LABEL_ID.items():
-        table[train_id] = label_id
-    return table
-
-
-def check_cityscapes_model(loaded: LoadedModel) -> None:
-    """format=cityscapes needs the 19 Cityscapes trainIds, in the official order."""
-    from segohem.checkpoint import CheckpointError
-    from segohem.data.datasets.cityscapes import CITYSCAPES_CLASSES
-
-    if tuple(loaded.class_names) != CITYSCAPES_CLASSES:
-        names = ", ".join(loaded.class_names[:6]) + (", ..." if loaded.num_classes > 6 else "")
-        raise CheckpointError(
-            f"{loaded.path}: format=cityscapes needs a model of the 19 Cityscapes classes "
-            f"(trainIds 0-18, mapped back to labelIds), but this one was trained for "
-            f"{loaded.num_classes} classes ({names}). Use a checkpoint trained with "
-            f"dataset=cityscapes, or format=id / color.")
-
-
-# --------------------------------------------------------------------------------------
-# Rendering
-# --------------------------------------------------------------------------------------
-
-
-def save_prediction(ids: np.ndarray, rgb: np.ndarray, destination: Path, fmt: str,
-                    palette: list[tuple[int, int, int]], alpha: float) -> None:
-    """Write ``(H, W)`` uint8 class ids of the ``(H, W, 3)`` uint8 image ``rgb`` in ``fmt``."""
-    import torch
-    from PIL import Image
-
-    from segohem.viz import overlay, palette_image
-
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    if fmt == "color":
-        palette_image(ids, palette).save(destination, optimize=True)
-    elif fmt == "overlay":
-        blended = overlay(torch.tensor(rgb).permute(2, 0, 1), torch.from_numpy(ids), palette,
-                          alpha)
-        image = Image.fromarray(blended.permute(1, 2, 0).contiguous().numpy())
-        if destination.suffix.lower() in (".jpg", ".jpeg"):
-            image.save(destination, quality=92)
-        else:
-            image.save(destination)
-    elif fmt == "id":
-        Image.fromarray(ids).save(destination)
-    else:  # cityscapes
-        Image.fromarray(label_id_table()[ids]).save(destination)
-
-
-# --------------------------------------------------------------------------------------
-# The run
-# --------------------------------------------------------------------------------------
 
 
 def check_options(cfg: DictConfig) -> None:
@@ -292,12 +108,6 @@ def predict(cfg: DictConfig) -> PredictResult:
     Everything that can be checked before the model runs is (options, file names, output
     paths, the checkpoint), so a mistake writes nothing.
     """
-    import torch
-    from tqdm import tqdm
-
-    from segohem.checkpoint import image_transform, load_model
-    from segohem.inference import predict_scores
-
     check_options(cfg)
     fmt = str(cfg.format)
     infer_cfg = inference_config(cfg.get("eval"))
