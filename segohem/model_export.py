@@ -20,37 +20,34 @@ run on random inputs at the export size (batch 2), at a size 64 px larger in bot
 logits must not exceed ``atol`` (else exit status 1). A sidecar ``<output>.json`` lists the
 class names, palette, normalisation and input / output layout for deployments.
 
-The command line is :mod:`segohem.cli.export`.
+The command line is :mod:`segohem.cli.export`; the wrapper, the two formats and the parity
+check are :mod:`segohem.export_formats`.
 """
 
 from __future__ import annotations
 
 import logging
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 
+from segohem.checkpoint import LoadedModel, load_model, normalization_from_config
+from segohem.export_formats import (
+    FORMATS,
+    INPUT_NAME,
+    OUTPUT_NAME,
+    ExportError,
+    check_parity,
+    export_module,
+    export_onnx,
+    export_torchscript,
+)
 from segohem.files import write_json
 
-if TYPE_CHECKING:
-    from torch import Tensor, nn
-
-    from segohem.checkpoint import LoadedModel
-
 log = logging.getLogger(__name__)
-
-FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
-INPUT_NAME, OUTPUT_NAME = "image", "logits"
-#: Protobuf cannot hold more than 2 GiB: bigger ONNX models keep their weights in
-#: ``<output>.data`` next to the graph.
-ONNX_SINGLE_FILE_LIMIT = 1_800_000_000
-
-
-class ExportError(ValueError):
-    """An export that failed or does not match PyTorch; the message says what to do."""
 
 
 @dataclass
@@ -61,122 +58,6 @@ class ExportResult:
     sidecar: Path
     max_abs_diff: dict[str, float] = field(default_factory=dict)
     """Input shape ``"NxCxHxW"`` -> max abs logit difference (empty with ``check=false``)."""
-
-
-def export_module(model: nn.Module, size_divisor: int = 32,
-                  probe_size: tuple[int, int] = (64, 64)) -> nn.Module:
-    """``model`` wrapped as :func:`segohem.inference.padded_logits` does it: pad to a multiple
-    of ``size_divisor``, run, upsample if the model outputs less (decided once, on a probe of
-    ``probe_size``, so the traced graph has no shape branch), cut the padding off."""
-    import torch
-    import torch.nn.functional as F
-    from torch import nn
-
-    class PaddedLogits(nn.Module):
-        def __init__(self, net: nn.Module, divisor: int, upsample: bool) -> None:
-            super().__init__()
-            self.net, self.divisor, self.upsample = net, divisor, upsample
-
-        def forward(self, x: Tensor) -> Tensor:
-            h, w = x.shape[-2], x.shape[-1]
-            d = self.divisor
-            padded = F.pad(x, (0, (d - w % d) % d, 0, (d - h % d) % d))
-            logits = self.net(padded)
-            if self.upsample:
-                logits = F.interpolate(logits, size=padded.shape[-2:], mode="bilinear",
-                                       align_corners=False)
-            return logits[:, :, :h, :w]
-
-    ph = -(-probe_size[0] // size_divisor) * size_divisor
-    pw = -(-probe_size[1] // size_divisor) * size_divisor
-    model = model.eval()
-    with torch.no_grad():
-        out = model(torch.zeros(1, 3, ph, pw))
-    return PaddedLogits(model, size_divisor, tuple(out.shape[-2:]) != (ph, pw)).eval()
-
-
-def export_onnx(module: nn.Module, sample: Tensor, path: Path, opset: int,
-                dynamo: bool = True) -> None:
-    """ONNX with dynamic batch, height and width (``torch.onnx.export``; ``dynamo=False`` is
-    the older TorchScript-based exporter)."""
-    import torch
-
-    size = sum(p.numel() * p.element_size() for p in module.parameters())
-    kwargs: dict[str, Any] = {}
-    if dynamo:
-        from torch.export import Dim
-
-        kwargs["dynamic_shapes"] = {"x": {0: Dim("batch"), 2: Dim("height"), 3: Dim("width")}}
-        kwargs["external_data"] = size > ONNX_SINGLE_FILE_LIMIT
-    else:
-        axes = {0: "batch", 2: "height", 3: "width"}
-        kwargs["dynamic_axes"] = {INPUT_NAME: axes, OUTPUT_NAME: axes}
-    for name in ("onnx_ir", "onnxscript"):  # one INFO line per graph rewrite otherwise
-        logging.getLogger(name).setLevel(logging.WARNING)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # deprecations and tracer notes; parity is checked
-        torch.onnx.export(module, (sample,), str(path), input_names=[INPUT_NAME],
-                          output_names=[OUTPUT_NAME], opset_version=opset, dynamo=dynamo,
-                          verbose=False, **kwargs)
-
-
-def export_torchscript(module: nn.Module, sample: Tensor, path: Path) -> None:
-    """``torch.jit.trace`` (SMP models trace with the sizes symbolic; parity at other sizes
-    is checked afterwards)."""
-    import torch
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        traced = torch.jit.trace(module, sample, check_trace=False)
-    traced.save(str(path))
-
-
-def exported_runner(path: Path, fmt: str) -> Any:
-    """``(N, 3, H, W)`` tensor -> numpy logits from the exported file."""
-    import torch
-
-    if fmt == "onnx":
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        return lambda x: session.run(None, {INPUT_NAME: x.numpy()})[0]
-    loaded = torch.jit.load(str(path), map_location="cpu").eval()
-
-    def run(x: Tensor) -> Any:
-        with torch.no_grad():
-            return loaded(x).numpy()
-
-    return run
-
-
-def parity_shapes(height: int, width: int) -> list[tuple[int, int, int, int]]:
-    """The export size (batch 2), 64 px larger (batch 1), and a size off the 32 grid."""
-    return [(2, 3, height, width), (1, 3, height + 64, width + 64),
-            (1, 3, height + 64 + 13, width + 64 + 7)]
-
-
-def check_parity(module: nn.Module, path: Path, fmt: str, height: int,
-                 width: int) -> dict[str, float]:
-    """Max abs logit difference, PyTorch vs the exported file, per input shape."""
-    import numpy as np
-    import torch
-
-    run = exported_runner(path, fmt)
-    generator = torch.Generator().manual_seed(0)
-    diffs: dict[str, float] = {}
-    for shape in parity_shapes(height, width):
-        x = torch.randn(*shape, generator=generator)
-        with torch.no_grad():
-            expected = module(x).numpy()
-        got = np.asarray(run(x))
-        key = "x".join(map(str, shape))
-        if got.shape != expected.shape:
-            raise ExportError(f"the exported model's output for a {key} input has shape "
-                              f"{list(got.shape)}, PyTorch's {list(expected.shape)}.")
-        diffs[key] = float(np.abs(got - expected).max())
-    return diffs
 
 
 def normalization_info(normalize: Any) -> dict[str, Any]:
@@ -258,14 +139,10 @@ def output_path(cfg: DictConfig) -> Path:
 def export(cfg: DictConfig) -> ExportResult:
     """Export ``cfg.ckpt_path`` (see the module docstring); raises :class:`ExportError` or
     :class:`~segohem.checkpoint.CheckpointError`."""
-    import torch
-
-    from segohem.checkpoint import load_model, normalization_from_config
-
     check_options(cfg)
     fmt = str(cfg.format)
     if fmt == "onnx":
-        try:
+        try:  # lazy: optional dependencies (the `export` extra), checked before any work
             import onnx  # noqa: F401  (the exporter needs it)
             import onnxruntime  # noqa: F401
             import onnxscript  # noqa: F401
