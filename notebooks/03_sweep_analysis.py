@@ -209,33 +209,26 @@ print(f"train it properly with:  segohem-train loss.thresh={choice['thresh']} "
       f"loss.n_min={choice['n_min']}")
 
 # %% [markdown]
-# ## Alternative: `scripts/summarize_sweep.py`
+# ## Alternative: `segohem.sweep_summary`
 #
-# The repository's script does the same reading (it also copes with failed or unfinished jobs
-# and Optuna sweeps) and writes `summary.csv`, `summary.md` and `miou_vs_thresh.png`:
+# The package's sweep summary does the same reading (it also copes with failed or unfinished
+# jobs and Optuna sweeps) and writes `summary.csv`, `summary.md` and `miou_vs_thresh.png`:
 #
 # ```bash
 # python scripts/summarize_sweep.py multirun/train/<date>    # or: --out reports/ --rare line dot
 # ```
 #
-# From Python, import it from `scripts/`:
+# From Python:
 
 # %%
 from IPython.display import Image, display
 
-scripts = Path("..").resolve() / "scripts"
-if (scripts / "summarize_sweep.py").is_file():
-    sys.path.insert(0, str(scripts))
-    import summarize_sweep
+from segohem.sweep_summary import PLOT_NAME, summarize
 
-    report_dir = workdir / "report"
-    status = summarize_sweep.main([str(sweep_dir), "--out", str(report_dir)])
-    assert status == 0, status
-    # The script switches matplotlib to the Agg backend while plotting, so show its PNG
-    # directly (run `%matplotlib inline` again before plotting more in this kernel).
-    display(Image(filename=report_dir / summarize_sweep.PLOT_NAME, width=600))
-else:
-    print("scripts/summarize_sweep.py is not in this checkout")
+report_dir = workdir / "report"
+summarize(sweep_dir, report_dir)
+# The plot is drawn on a bare Agg figure (no pyplot state): show its PNG.
+display(Image(filename=report_dir / PLOT_NAME, width=600))
 
 # %% [markdown]
 # The sweep lives in a temporary folder; delete it when done (`shutil.rmtree(workdir)`).

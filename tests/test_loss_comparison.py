@@ -1,6 +1,6 @@
-"""scripts/compare_losses.py on fabricated sweep dirs (no training): means, sample stds, the
-clear / within-noise verdicts, rare classes from training-mask shares, failed jobs, and the
-multirun command it starts (a fake interpreter stands in for training)."""
+"""segohem.loss_comparison (scripts/compare_losses.py) on fabricated sweep dirs (no training):
+means, sample stds, the clear / within-noise verdicts, rare classes from training-mask shares,
+failed jobs, and the multirun command it starts (a fake interpreter stands in for training)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
-from helpers import load_script
 from PIL import Image
+
+from segohem import loss_comparison as cl
 
 CLASSES = ["background", "line", "dot"]
 # loss -> per seed (mIoU, IoU line, IoU dot); background IoU is 0.95 everywhere
@@ -23,9 +24,6 @@ RESULTS = {
     "ohem": [(0.80, 0.55, 0.65), (0.81, 0.56, 0.66), (0.82, 0.57, 0.67)],
     "topk": [(0.71, 0.40, 0.32), (0.75, 0.44, 0.36), (0.73, 0.42, 0.40)],
 }
-
-
-cl = load_script("compare_losses")
 
 
 def make_sweep(sweep: Path, dataset: dict[str, Any] | None = None,
@@ -79,11 +77,15 @@ def test_summary_means_stds_and_verdicts(tmp_path: Path, capsys) -> None:
     assert topk["vs_baseline"]["rare_mIoU"]["verdict"] == "within noise"
     table = (tmp_path / "loss_comparison.md").read_text()
     assert table.strip() in capsys.readouterr().out
-    rows = {line.split(" | ")[0].lstrip("| "): line for line in table.splitlines()
-            if line.startswith("| ") and "---" not in line}
-    assert "| 72.0 ± 2.0 [70.0, 74.0] | baseline | 38.0 ± 3.0 [35.0, 41.0] |" in rows["ce"]
-    assert "| +9.0 clear |" in rows["ohem"] and "| +23.0 clear |" in rows["ohem"]
-    assert rows["topk"].count("within noise") == 2
+    cells = [[c.strip() for c in line.strip().strip("|").split(" | ")]
+             for line in table.splitlines() if line.startswith("|") and "---" not in line]
+    assert cells[0][:6] == ["group", "seeds", "mIoU", "Δ mIoU vs ce", "rare mIoU",
+                            "Δ rare vs ce"]
+    rows = {row[0]: row for row in cells[1:]}
+    assert rows["ce"][1:5] == ["3", "72.0 ± 2.0 [70.0, 74.0]", "baseline",
+                               "38.0 ± 3.0 [35.0, 41.0]"]
+    assert rows["ohem"][3] == "+9.0 clear" and rows["ohem"][5] == "+23.0 clear"
+    assert rows["topk"][3] == rows["topk"][5] == "+1.0 within noise"
 
 
 def test_grouping_by_other_varying_overrides(tmp_path: Path) -> None:
@@ -174,3 +176,16 @@ sys.exit(3)
         "dataset.class_names=[a,b]"]
     data = json.loads((sweep / "loss_comparison.json").read_text())
     assert data["sweep_returncode"] == 3 and data["groups"][0]["mIoU"]["std"] is None
+
+
+def test_script_runs_the_module(tmp_path: Path) -> None:
+    """scripts/compare_losses.py is a thin command line over segohem.loss_comparison."""
+    import subprocess
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "compare_losses.py"
+    make_sweep(tmp_path)
+    done = subprocess.run([sys.executable, str(script), "--no-train", "--sweep-dir",
+                           str(tmp_path), "--rare", "dot"], capture_output=True, text=True,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "loss_comparison.json").read_text())["rare"] == ["dot"]
