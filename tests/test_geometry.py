@@ -4,7 +4,6 @@ config (segohem-train, the scripts), explicit values, and clear errors for bad o
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 
 import albumentations as A
@@ -17,6 +16,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from PIL import Image
 
+from segohem import dataset_browser
 from segohem.data import DatasetError
 from segohem.data.datamodule import SegmentationDataModule
 from segohem.data.geometry import (
@@ -225,14 +225,12 @@ def test_synthetic_has_nothing_to_resolve(tmp_path):
 
 
 def test_browse_dataset_shows_the_resolved_pipeline(tmp_path, capsys):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-    import browse_dataset
-
     out = tmp_path / "grid.png"
-    browse_dataset.main(["--num", "2", "--out", str(out), "--no-legend", *_folder(tmp_path)])
+    dataset_browser.main(["--num", "2", "--out", str(out), "--no-legend", *_folder(tmp_path)])
     assert "-> crop 64x96, random scale off" in capsys.readouterr().out
+    pad = dataset_browser.PAD
     with Image.open(out) as im:  # two rows of 64x96 tiles
-        assert im.size == (3 * 96 + 4 * browse_dataset.PAD, 2 * 64 + 3 * browse_dataset.PAD)
+        assert im.size == (3 * 96 + 4 * pad, 2 * 64 + 3 * pad)
 
 
 def test_train_saves_the_resolved_geometry(tmp_path, caplog):

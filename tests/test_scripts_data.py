@@ -1,4 +1,4 @@
-"""scripts/browse_dataset.py and scripts/bench_data.py run end to end (fast smoke tests)."""
+"""scripts/bench_data.py runs end to end (fast smoke test)."""
 
 from __future__ import annotations
 
@@ -7,45 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import bench_data
-import browse_dataset
-
-PAD = browse_dataset.PAD
-
-
-def test_browse_dataset_synthetic_grid(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    out = tmp_path / "sub" / "grid.png"
-    assert browse_dataset.main(["--num", "3", "--out", str(out), "--no-legend"]) == out
-    with Image.open(out) as im:
-        assert im.format == "PNG" and im.mode == "RGB"
-        # 3 rows of 96x96 tiles: image | mask | overlay, PAD px between and around.
-        assert im.size == (3 * 96 + 4 * PAD, 3 * 96 + 4 * PAD)
-        grid = np.asarray(im)
-    text = capsys.readouterr().out
-    assert str(out) in text
-    assert "synthetic://train/000000" in text and "synthetic://train/000002" in text
-    assert "background" in text and "ignore" in text
-    # The mask column holds palette colours: ignore (white) and background (black) appear.
-    mask_tile = grid[PAD:PAD + 96, 2 * PAD + 96:2 * PAD + 192].reshape(-1, 3)
-    colours = {tuple(int(v) for v in c) for c in np.unique(mask_tile, axis=0)}
-    assert (255, 255, 255) in colours and (0, 0, 0) in colours
-
-
-def test_browse_dataset_overrides_seed_split_legend(tmp_path: Path,
-                                                    capsys: pytest.CaptureFixture) -> None:
-    out = tmp_path / "g.png"
-    # Hydra overrides are positional and may come after the options.
-    browse_dataset.main(["--split", "val", "--num", "2", "--seed", "5", "--out", str(out),
-                         "dataset.image_size=[64,80]"])
-    with Image.open(out) as im:
-        width, height = im.size
-    assert width == 3 * 80 + 4 * PAD
-    assert height > 2 * 64 + 3 * PAD  # + the legend strip
-    text = capsys.readouterr().out
-    assert "val transform" in text and "synthetic://val/" in text and "(80x64)" in text
 
 
 def test_bench_data_tiny_run(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
