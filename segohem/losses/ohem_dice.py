@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Sequence
+from typing import Any
 
 from segmentation_models_pytorch.losses import DiceLoss
 from torch import Tensor
@@ -34,29 +34,19 @@ class OhemDiceLoss(OhemCELoss):
     inside), ``labels (B, *spatial)``; returns a float32 scalar.
 
     Args:
-        thresh, n_min, ignore_index, weight, per_image, check_labels, sync_across_ranks:
-            those of :class:`~segohem.losses.OhemCELoss`.
-        dice_weight: weight of the Dice term (finite, >= 0; 0 gives exactly
-            ``OhemCELoss``).
+        thresh, n_min: those of :class:`~segohem.losses.OhemCELoss`.
+        dice_weight: weight of the Dice term (finite, >= 0; 0 gives exactly ``OhemCELoss``).
+        **ohem_options: the other arguments of ``OhemCELoss`` (``ignore_index``, ``weight``,
+            ``per_image``, ``check_labels``, ``sync_across_ranks``).
 
     Attributes:
         last_stats: the OHEM term's :class:`~segohem.losses.MiningStats` of the last call.
         last_terms: ``{"ohem": ..., "dice": ...}`` detached unweighted terms of the last call.
     """
 
-    def __init__(
-        self,
-        thresh: float = 0.7,
-        n_min: Count = None,
-        ignore_index: int = 255,
-        weight: Sequence[float] | Tensor | None = None,
-        per_image: bool = False,
-        check_labels: bool = True,
-        sync_across_ranks: bool = False,
-        dice_weight: float = 0.5,
-    ) -> None:
-        super().__init__(thresh, n_min, ignore_index, weight, per_image, check_labels,
-                         sync_across_ranks)
+    def __init__(self, thresh: float = 0.7, n_min: Count = None, *, dice_weight: float = 0.5,
+                 **ohem_options: Any) -> None:
+        super().__init__(thresh, n_min, **ohem_options)
         if (isinstance(dice_weight, bool) or not isinstance(dice_weight, numbers.Real)
                 or not math.isfinite(dice_weight) or dice_weight < 0):
             raise ValueError(f"dice_weight must be a finite number >= 0 (the weight of the "
