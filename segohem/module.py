@@ -14,6 +14,14 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 from torchmetrics import MaxMetric
 
+from segohem.epoch_stats import (
+    MINING_PREFIX,
+    OHEM_STATS,
+    EpochSums,
+    add_totals,
+    class_names_for,
+    mining_section,
+)
 from segohem.inference import padded_logits
 from segohem.metrics import SegmentationMetrics
 from segohem.optim import state_at_step
@@ -26,14 +34,6 @@ warnings.filterwarnings(
 # The per-class mining ratios are computed from sums already reduced across ranks.
 warnings.filterwarnings("ignore", message=r"It is recommended to use `self\.log\('train/mining/")
 
-OHEM_STATS = ("kept_fraction", "fallback", "threshold")
-"""Mining statistics logged under ``train/ohem/`` (step values) and ``..._epoch`` (means)."""
-RECTIFICATION_STATS = ("minority_classes", "rectification", "active_triplets", "alpha")
-"""Statistics of ``MinorityRectificationLoss`` (``last_rectification``), logged as epoch means
-under ``train/crl/<name>_epoch``."""
-MINING_PREFIX = "train/mining"
-"""Per-class mining ratios of each epoch: ``<prefix>/kept_of_class/<class>`` and
-``<prefix>/share_of_kept/<class>``."""
 OptimizerFactory = Callable[..., Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
 
@@ -58,9 +58,10 @@ class SegmentationModule(pl.LightningModule):
     get, per epoch and class, ``train/mining/kept_of_class/<class>`` (kept / valid pixels of
     that class; left out for a class without valid pixels in the epoch) and
     ``train/mining/share_of_kept/<class>`` (the class's share of all kept pixels), from sums
-    over the epoch and the ranks. ``mining_summary`` holds these ratios for the last epoch
-    and the whole run with the fallback rate (see :meth:`mining_section`); it is kept in
-    checkpoints and written to ``metrics.json`` by :class:`~segohem.callbacks.MetricsWriter`.
+    over the epoch and the ranks (kept in :mod:`segohem.epoch_stats`). ``mining_summary``
+    holds these ratios for the last epoch and the whole run with the fallback rate (see
+    :func:`~segohem.epoch_stats.mining_section`); it is kept in checkpoints and written to
+    ``metrics.json`` by :class:`~segohem.callbacks.MetricsWriter`.
 
     Args:
         model: maps ``(B, 3, H, W)`` images to ``(B, C, h, w)`` logits.
@@ -110,10 +111,7 @@ class SegmentationModule(pl.LightningModule):
         self.last_val: dict[str, Any] = {}
         self.best_val: dict[str, Any] = {}
         self.run_config: dict[str, Any] | None = None  # stored in checkpoints when set
-        self._epoch_sum: Tensor | None = None  # (loss, *OHEM_STATS) summed over the epoch
-        self._epoch_class: Tensor | None = None  # (2, C) float64 valid, kept pixels per class
-        self._epoch_rect: Tensor | None = None  # RECTIFICATION_STATS summed over the epoch
-        self._epoch_steps = 0
+        self._epoch_sums = EpochSums()  # this epoch's training steps, summed on the device
         self._mining_run: dict[str, Any] = {}  # run totals (host), see _end_mining_epoch
         self.mining_summary: dict[str, Any] = {}
 
@@ -153,23 +151,8 @@ class SegmentationModule(pl.LightningModule):
                  batch_size=batch_size)
         # self.log costs ~0.2-0.6 ms per call on the host: log the rest only on the
         # steps Lightning writes, and accumulate the epoch means on the device.
-        stats = getattr(self.loss, "last_stats", None)
-        values = None
-        step_values = loss.detach().float().reshape(1)
-        if stats is not None:
-            values = torch.stack([getattr(stats, name) for name in OHEM_STATS])
-            step_values = torch.cat([step_values, values])
-            if stats.class_valid is not None and stats.class_kept is not None:
-                per_class = torch.stack([stats.class_valid, stats.class_kept]).to(torch.float64)
-                self._epoch_class = (per_class if self._epoch_class is None
-                                     else self._epoch_class + per_class)
-        self._epoch_sum = step_values if self._epoch_sum is None else self._epoch_sum + step_values
-        rectification = getattr(self.loss, "last_rectification", None)
-        if rectification is not None:
-            rect_values = torch.stack([getattr(rectification, n) for n in RECTIFICATION_STATS])
-            self._epoch_rect = (rect_values if self._epoch_rect is None
-                                else self._epoch_rect + rect_values)
-        self._epoch_steps += 1
+        values = self._epoch_sums.add(loss, getattr(self.loss, "last_stats", None),
+                                 getattr(self.loss, "last_rectification", None))
         if (self.global_step + 1) % self.trainer.log_every_n_steps == 0:
             self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True,
                      on_epoch=False, batch_size=batch_size)
@@ -180,79 +163,31 @@ class SegmentationModule(pl.LightningModule):
         return loss
 
     def on_train_epoch_end(self) -> None:
-        if self._epoch_sum is not None and self._epoch_steps:
-            means = self._epoch_sum / self._epoch_steps
-            names = ["train/loss_epoch"] + [f"train/ohem/{n}_epoch" for n in OHEM_STATS]
-            for name, value in zip(names, means, strict=False):
-                self.log(name, value, sync_dist=True)
-            if len(means) > 1:  # the loss reports mining statistics
-                self._end_mining_epoch(means[1 + OHEM_STATS.index("fallback")])
-            if self._epoch_rect is not None:
-                for name, value in zip(RECTIFICATION_STATS, self._epoch_rect / self._epoch_steps,
-                                       strict=True):
-                    self.log(f"train/crl/{name}_epoch", value, sync_dist=True)
-        self._epoch_sum, self._epoch_class, self._epoch_steps = None, None, 0
-        self._epoch_rect = None
+        sums, self._epoch_sums = self._epoch_sums, EpochSums()
+        for name, value in sums.loss_means().items():
+            self.log(name, value, sync_dist=True)
+        if sums.steps and sums.mines:
+            self._end_mining_epoch(sums)
+        for name, value in sums.rectification_means().items():
+            self.log(name, value, sync_dist=True)
 
-    def _end_mining_epoch(self, fallback: Tensor) -> None:
+    def _end_mining_epoch(self, sums: EpochSums) -> None:
         """Sum the epoch's per-class pixels over the ranks (one collective; the epoch's fallback
         rate is averaged), log the per-class ratios, add the epoch to the run totals and
         update :attr:`mining_summary`."""
-        packed = fallback.detach().to(torch.float64).reshape(1) / self.trainer.world_size
-        if self._epoch_class is not None:
-            packed = torch.cat([packed, self._epoch_class.reshape(-1)])
-        values = self.trainer.strategy.reduce(packed, reduce_op="sum").tolist()
-        steps = self._epoch_steps
-        epoch = {"steps": steps, "fallback_steps": values[0] * steps}
-        if self._epoch_class is not None:
-            n = self._epoch_class.shape[1]
-            epoch |= {"class_valid": values[1:1 + n], "class_kept": values[1 + n:]}
-        names = self._mining_class_names(len(epoch.get("class_valid", ())))
-        section = self.mining_section(epoch, names)
+        epoch = sums.mining_totals(
+            lambda packed: self.trainer.strategy.reduce(packed, reduce_op="sum"),
+            self.trainer.world_size)
+        names = class_names_for(self.class_names, len(epoch.get("class_valid", ())))
+        section = mining_section(epoch, names)
         for key in ("kept_of_class", "share_of_kept"):
             for name, value in section.get(key, {}).items():
                 if value is not None:
                     self.log(f"{MINING_PREFIX}/{key}/{name}", value)
-
-        run = self._mining_run
-        if run and len(run.get("class_valid", ())) == len(epoch.get("class_valid", ())):
-            run = {key: ([a + b for a, b in zip(run[key], value, strict=True)]
-                         if isinstance(value, list) else run[key] + value)
-                   for key, value in epoch.items()}
-        else:  # first epoch (or a checkpoint of another class count): start the run here
-            run = dict(epoch)
-        self._mining_run = run
+        self._mining_run = add_totals(self._mining_run, epoch)
         self.mining_summary = {"epoch": self.current_epoch, "step": self.global_step,
-                               "last_epoch": section, "run": self.mining_section(run, names)}
-
-    def _mining_class_names(self, n: int) -> list[str]:
-        """The class names for ``n`` per-class counts (``class_<i>`` when the loss counts
-        another number of classes than the module, e.g. a binary loss's two sides)."""
-        return self.class_names if n == self.num_classes else [f"class_{i}" for i in range(n)]
-
-    @staticmethod
-    def mining_section(totals: dict[str, Any], names: Sequence[str]) -> dict[str, Any]:
-        """Ratios of summed mining statistics (JSON-friendly; None where undefined).
-
-        ``totals``: ``steps``, ``fallback_steps`` (sum over steps of the fallback value) and
-        optionally ``class_valid`` / ``class_kept`` (pixels per class, summed). Returns
-        ``steps``, ``fallback_rate`` (mean fallback per step) and, with per-class counts,
-        ``kept_fraction`` (all kept / all valid pixels), ``kept_of_class`` (class name -> kept
-        / valid pixels of the class) and ``share_of_kept`` (class name -> the class's kept
-        pixels / all kept pixels)."""
-        steps = totals["steps"]
-        section: dict[str, Any] = {
-            "steps": steps,
-            "fallback_rate": totals["fallback_steps"] / steps if steps else None}
-        if "class_valid" in totals:
-            valid, kept = totals["class_valid"], totals["class_kept"]
-            all_valid, all_kept = sum(valid), sum(kept)
-            section["kept_fraction"] = all_kept / all_valid if all_valid > 0 else None
-            section["kept_of_class"] = {n: k / v if v > 0 else None
-                                        for n, v, k in zip(names, valid, kept, strict=True)}
-            section["share_of_kept"] = {n: k / all_kept if all_kept > 0 else None
-                                        for n, k in zip(names, kept, strict=True)}
-        return section
+                               "last_epoch": section,
+                               "run": mining_section(self._mining_run, names)}
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         masks = batch["mask"]

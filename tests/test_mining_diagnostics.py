@@ -15,6 +15,7 @@ from helpers import make_batch
 from reference_losses import count_from_spec, f32, topk_coefficients
 
 from segohem.callbacks import MetricsWriter
+from segohem.epoch_stats import mining_section
 from segohem.losses import (
     BinaryOhemLoss,
     CrossEntropyLoss,
@@ -22,7 +23,6 @@ from segohem.losses import (
     TopKCELoss,
     WeightedSumLoss,
 )
-from segohem.module import SegmentationModule
 from segohem.training import mining_report
 
 # ----------------------------------------------------------------------------- references
@@ -237,14 +237,14 @@ def test_class_counts_compile_to_one_graph():
 
 
 def test_mining_section_ratios():
-    section = SegmentationModule.mining_section(
+    section = mining_section(
         {"steps": 4, "fallback_steps": 1.0, "class_valid": [10.0, 0.0, 30.0],
          "class_kept": [5.0, 0.0, 15.0]}, ["a", "b", "c"])
     assert section == {
         "steps": 4, "fallback_rate": 0.25, "kept_fraction": 0.5,
         "kept_of_class": {"a": 0.5, "b": None, "c": 0.5},
         "share_of_kept": {"a": 0.25, "b": 0.0, "c": 0.75}}
-    assert SegmentationModule.mining_section({"steps": 2, "fallback_steps": 2.0}, []) == {
+    assert mining_section({"steps": 2, "fallback_steps": 2.0}, []) == {
         "steps": 2, "fallback_rate": 1.0}
 
 
