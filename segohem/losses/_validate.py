@@ -21,6 +21,13 @@ def check_probability(name: str, value: float, *, hint: str = "") -> float:
     return float(value)
 
 
+def check_fraction(name: str, value: float) -> float:
+    """Return ``value`` as float if it lies in ``[0, 1]``, else raise ``ValueError``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (0.0 <= value <= 1.0):
+        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}.")
+    return float(value)
+
+
 def check_count(name: str, value: Count) -> Count:
     """Validate a :data:`Count`; raise ``ValueError`` naming ``value`` when it is invalid."""
     if value is None:

@@ -18,7 +18,12 @@ from torch import Tensor, nn
 from segohem.losses._hard_pixels import hard_pixels, minority_classes, pixel_rows
 from segohem.losses._mining import MiningStats
 from segohem.losses._pixel_ce import lend_log_softmax
-from segohem.losses._validate import check_logits_labels
+from segohem.losses._validate import (
+    check_fraction,
+    check_logits_labels,
+    check_non_negative,
+    check_probability,
+)
 
 __all__ = ["MinorityRectificationLoss", "RectificationStats", "minority_classes"]
 
@@ -44,84 +49,62 @@ class RectificationStats:
         return {prefix + key: value for key, value in vars(self).items()}
 
 
-def _check_unit(name: str, value: float, *, low_open: bool) -> float:
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-    if ok:
-        ok = (0.0 < value <= 1.0) if low_open else (0.0 <= value <= 1.0)
-    if not ok:
-        interval = "(0, 1]" if low_open else "[0, 1]"
-        raise ValueError(f"{name} must be a number in {interval}, got {value!r}.")
-    return float(value)
-
-
 class MinorityRectificationLoss(nn.Module):
     """``alpha * rectification + (1 - alpha) * base``: a base loss plus the class
     rectification loss (CRL) of Dong et al. on the minority classes of each batch.
 
     Per batch, over the valid pixels (``labels != ignore_index``):
 
-    * **minority classes**: the least frequent classes present, in increasing order of
-      pixel count, while their cumulative count stays ``<= rho * valid`` (see
-      :func:`minority_classes`); only classes with at least 2 pixels and at least one
-      pixel of another class are rectified;
-    * for each minority class ``c`` with probabilities ``p_c = softmax(logits)[c]``:
-      **hard positives** are the ``k`` class-``c`` pixels with the lowest ``p_c`` and **hard
-      negatives** the ``k`` pixels of other classes with the highest ``p_c``;
-    * relative comparisons with margin ``m``: for an anchor ``a`` (any class-``c`` pixel),
-      a hard positive ``+`` and a hard negative ``-``, the triplet term is
-      ``max(0, m + d(a, +) - d(a, -))`` with the *signed* distance ``d(a, x) = p_a - p_x``
-      on the class-``c`` score. On this one-dimensional, ordered score a negative that
-      scores *above* the anchor is the worst case, and the signed distance treats it so;
-      the paper's ``|p_a - p_x|`` (made for feature spaces) would instead push such a
-      negative further *up* and pull a positive that outranks the anchor *down* — exactly
-      the state of a rare class that is not learned yet, and of a class with fewer than
-      ``2k`` pixels, whose anchors and hard positives overlap. With signed distances the
-      anchor cancels (``m + p_- - p_+``), so every anchor of the class gives the same
-      ``k^2`` (hard positive, hard negative) terms: they are formed once, at ``O(C k^2)``
-      cost whatever the batch size, instead of ``k^2`` per anchor. Class ``c``'s term is
-      their mean (fewer than ``k^2`` pairs when the class or its negatives have fewer than
-      ``k`` pixels); the rectification loss is the mean over the rectified classes.
-    * the score compared is ``score="log_prob"`` (default): ``log p_c``, margin in nats
-      (``m = 1``: a hard positive should be ``e`` times as likely to be class ``c`` as a hard
-      negative), or ``"prob"``: ``p_c`` itself, margin in probability. On ``p_c`` the
-      comparison saturates: a rare class that is not learned yet has ``p_c ~ 0`` on all its
-      pixels, where ``d p_c / d logit = p_c (1 - p_c) ~ 0``, so its hard positives get no
-      gradient, while lowering every ``p_c`` already shrinks the hinge towards ``m`` — measured
-      on a held-out set (docs/benchmarks.md), ``"prob"`` collapsed training to all background.
-      ``d log p_c / d logit = 1 - p_c`` does not vanish there.
+    * **minority classes** (:func:`minority_classes`): the least frequent classes present,
+      in increasing order of pixel count, while their cumulative count stays
+      ``<= rho * valid``; a class is rectified if it has at least 2 pixels and another class
+      at least one;
+    * **hard positives** of a minority class ``c`` are its ``k`` pixels with the lowest score
+      ``s_c`` (see ``score``), **hard negatives** the ``k`` pixels of other classes with the
+      highest;
+    * an anchor ``a`` (any class-``c`` pixel), a hard positive ``+`` and a hard negative ``-``
+      give ``max(0, m + d(a, +) - d(a, -))`` with the *signed* distance ``d(a, x) = s_a - s_x``.
+      On this ordered one-dimensional score the paper's ``|s_a - s_x|`` (made for feature
+      spaces) would push a negative that outscores the anchor further *up* and pull a positive
+      that outranks it *down*: exactly the state of a rare class not learned yet, and of a
+      class with fewer than ``2k`` pixels, whose anchors and hard positives overlap. With
+      signed distances the anchor cancels (``m + s_- - s_+``): the ``k^2`` (hard positive,
+      hard negative) terms are formed once per class, at ``O(C k^2)`` whatever the batch size.
+      Class ``c``'s term is their mean (fewer pairs when the class or its negatives have fewer
+      than ``k`` pixels); the rectification loss is the mean over the rectified classes;
+    * ``score="log_prob"`` (default) compares ``s_c = log p_c``, the margin in nats (``m = 1``:
+      a hard positive should be ``e`` times as likely to be class ``c`` as a hard negative);
+      ``"prob"`` compares ``p_c``, the margin in probability. ``p_c`` saturates: a rare class
+      not learned yet has ``p_c ~ 0`` on all its pixels, where ``d p_c / d logit ~ 0``, so its
+      hard positives get no gradient while lowering every ``p_c`` shrinks the hinge towards
+      ``m``; on a held-out set (docs/benchmarks.md) ``"prob"`` collapsed training to all
+      background. ``d log p_c / d logit = 1 - p_c`` does not vanish there.
 
-    ``total = alpha * rectification + (1 - alpha) * base`` when at least one class is
-    rectified, and exactly ``base`` otherwise (never NaN). In eval mode (validation) the
-    rectification, a training signal, is skipped: the loss is the base loss.
+    The total is exactly ``base`` when no class is rectified (never NaN), and in eval mode
+    (the rectification is a training signal).
 
     ``alpha`` is given, or ``min(1, eta * imbalance)`` from the training set's pixel counts
-    per class (:meth:`set_class_counts`, which ``segohem-train`` calls at start-up):
+    per class (:meth:`set_class_counts`, which ``segohem-train`` calls at start-up). The
+    imbalance is ``imbalance_measure="redistribution"`` (default, the paper's Ω_imb): the
+    percentage of pixels that would have to change class to make the class distribution
+    uniform, ``100 * sum_c max(0, share_c - 1/C)`` (with the paper's ``eta=0.01`` alpha is
+    that fraction: 0 for balanced data, 0.71 for 4 classes with 96 % background); or
+    ``"ratio"``: the smallest / largest count of the classes present, which *falls* as the
+    imbalance grows (about 1e-3 on Cityscapes), so it needs a large ``eta``.
 
-    * ``imbalance_measure="redistribution"`` (default, the paper's Ω_imb): the percentage of
-      pixels that would have to change class to make the class distribution uniform,
-      ``100 * sum_c max(0, share_c - 1/C)``; with the paper's ``eta=0.01`` alpha is that
-      fraction, so it grows with the imbalance (0 for balanced data; 0.71 for a 4-class set
-      with 96 % background);
-    * ``"ratio"``: the smallest / largest count over the classes present. It *falls* as the
-      imbalance grows (about 1e-3 on Cityscapes), so it needs a large ``eta``.
-
-    Under DDP the minority classes and hard pixels are chosen on each rank's own shard (as
-    every peer toolkit mines), and DDP averages the gradients.
-
-    Shapes: ``logits (B, C, *spatial)`` any float dtype (computed in float32, AMP safe),
-    ``labels (B, *spatial)`` class ids or ``ignore_index``; returns a float32 scalar. No
-    host-device sync (``k`` is a static int: every per-class top-k has a fixed size; the
-    class selection is masks and ``torch.where``), except the base loss's optional label
-    check. Ties among probabilities may pick different pixels, with the same value.
+    Under DDP each rank mines its own shard (as every peer toolkit does) and DDP averages the
+    gradients. ``logits (B, C, *spatial)`` of any float dtype (computed in float32, AMP safe),
+    ``labels (B, *spatial)``; returns a float32 scalar. No host-device sync (``k`` is a static
+    int; the class selection is masks and ``torch.where``) except the base loss's optional
+    label check. Ties among scores may pick different pixels, with the same value.
 
     Args:
         base: the base loss, e.g. :class:`~segohem.losses.CrossEntropyLoss` or
             :class:`~segohem.losses.OhemCELoss` (called with the same inputs).
         k: hard positives and hard negatives per class (int >= 1).
         rho: fraction of the valid pixels the minority classes may cover, in (0, 1].
-        margin: triplet margin ``m`` (>= 0): nats with ``score="log_prob"``, probability with
-            ``"prob"``.
-        score: ``"log_prob"`` or ``"prob"``: the class-``c`` score compared (see above).
+        margin: triplet margin ``m`` (>= 0).
+        score: ``"log_prob"`` or ``"prob"`` (see above).
         alpha: weight of the rectification term in [0, 1], or None to use ``eta``.
         eta: with ``alpha=None``, ``alpha = min(1, eta * imbalance)`` (>= 0).
         imbalance_measure: ``"redistribution"`` or ``"ratio"`` (see above).
@@ -142,19 +125,13 @@ class MinorityRectificationLoss(nn.Module):
         if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
             raise ValueError(f"k must be an int >= 1 (pixels mined per class), got {k!r}.")
         self.k = int(k)
-        self.rho = _check_unit("rho", rho, low_open=True)
-        if (isinstance(margin, bool) or not isinstance(margin, numbers.Real)
-                or not math.isfinite(margin) or margin < 0):
-            raise ValueError(f"margin must be a finite number >= 0, got {margin!r}.")
-        self.margin = float(margin)
+        self.rho = check_probability("rho", rho)
+        self.margin = check_non_negative("margin", margin)
         if score not in SCORES:
             raise ValueError(f"score must be one of {SCORES}, got {score!r}.")
         self.score = score
-        self.alpha = None if alpha is None else _check_unit("alpha", alpha, low_open=False)
-        if (isinstance(eta, bool) or not isinstance(eta, numbers.Real)
-                or not math.isfinite(eta) or eta < 0):
-            raise ValueError(f"eta must be a finite number >= 0, got {eta!r}.")
-        self.eta = float(eta)
+        self.alpha = None if alpha is None else check_fraction("alpha", alpha)
+        self.eta = check_non_negative("eta", eta)
         if imbalance_measure not in IMBALANCE_MEASURES:
             raise ValueError(f"imbalance_measure must be one of {IMBALANCE_MEASURES}, got "
                              f"{imbalance_measure!r}.")
@@ -185,21 +162,10 @@ class MinorityRectificationLoss(nn.Module):
 
     def set_class_counts(self, counts: Sequence[int] | Tensor,
                          class_names: Sequence[str] | None = None) -> float:
-        """Set ``imbalance`` from the training set's pixel counts (see the class docstring).
-
-        With ``"ratio"``, classes without any pixel are left out (their IoU cannot be learned
-        anyway); the caller should warn about them.
-
-        Args:
-            counts: ``(C,)`` training pixel counts per class.
-            class_names: for the error message.
-
-        Returns:
-            The resulting ``alpha``.
-
-        Raises:
-            ValueError: no class has a pixel (an empty or all-ignore training set).
-        """
+        """Set ``imbalance`` from the training set's ``(C,)`` pixel counts per class (see the
+        class docstring) and return the resulting ``alpha``. With ``"ratio"``, classes without
+        any pixel are left out (their IoU cannot be learned anyway; the caller should warn
+        about them). ``ValueError`` (naming ``class_names``) when no class has a pixel."""
         counts = [float(c) for c in torch.as_tensor(counts).reshape(-1).tolist()]
         total = sum(counts)
         if total <= 0:
