@@ -10,12 +10,11 @@ from segohem.data.datasets._ade20k_meta import ADE20K_CLASSES, ADE20K_PALETTE
 from segohem.data.datasets._common import (
     IGNORE_INDEX,
     DatasetError,
-    LabelMap,
     Sample,
     SegmentationFolderDataset,
-    pair_with_masks,
-    require_dir,
 )
+from segohem.data.datasets._label_maps import LabelMap
+from segohem.data.datasets._layout import pair_with_masks, require_dir
 
 _SPLITS = {"train": "training", "training": "training", "val": "validation",
            "validation": "validation"}

@@ -9,13 +9,12 @@ import numpy as np
 from segohem.data.datasets._common import (
     IGNORE_INDEX,
     DatasetError,
-    LabelMap,
     Palette,
     Sample,
     SegmentationFolderDataset,
-    pair_with_masks,
-    require_dir,
 )
+from segohem.data.datasets._label_maps import LabelMap
+from segohem.data.datasets._layout import pair_with_masks, require_dir
 
 CAMVID_CLASSES = ("sky", "building", "pole", "road", "pavement", "tree", "signsymbol",
                   "fence", "car", "pedestrian", "bicyclist")

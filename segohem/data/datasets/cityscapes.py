@@ -9,13 +9,12 @@ import numpy as np
 from segohem.data.datasets._common import (
     IGNORE_INDEX,
     DatasetError,
-    LabelMap,
     Palette,
     Sample,
     SegmentationFolderDataset,
-    missing_files_error,
-    require_dir,
 )
+from segohem.data.datasets._label_maps import LabelMap
+from segohem.data.datasets._layout import missing_files_error, require_dir
 
 # (labelId, name, trainId) from cityscapesScripts' labels.py; trainId 255 / -1 = ignored.
 LABELS: tuple[tuple[int, str, int], ...] = (

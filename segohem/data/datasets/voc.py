@@ -8,16 +8,13 @@ import numpy as np
 
 from segohem.data.datasets._common import (
     IGNORE_INDEX,
-    ColourMap,
     DatasetError,
-    LabelMap,
     Palette,
     Sample,
     SegmentationFolderDataset,
-    missing_files_error,
-    read_id_list,
-    require_dir,
 )
+from segohem.data.datasets._label_maps import ColourMap, LabelMap
+from segohem.data.datasets._layout import missing_files_error, read_id_list, require_dir
 from segohem.viz import voc_colormap
 
 VOC_CLASSES = (
