@@ -1,116 +1,117 @@
-"""Helpers shared by the scripts: the composed train config, background load, device,
-command line."""
+"""What the benchmark scripts share (imported as a sibling when a script runs): interleaved
+timing statistics from ``torch.utils.benchmark``, the background load from ``psutil``, and the
+report (pandas tables as Markdown, printed and appended to a file with the command line)."""
 
 from __future__ import annotations
 
-import os
+import argparse
+import contextlib
+import datetime
 import platform
 import shlex
-import statistics
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
+import psutil
 import torch
-from omegaconf import DictConfig, open_dict
+from torch.utils.benchmark import Measurement, Timer
+from torch.utils.benchmark.utils.common import TaskSpec
 
 
-@dataclass
-class Result:
-    """Timings of one benchmarked variant, one value per round (ms)."""
-
-    name: str
-    times_ms: list[float] = field(default_factory=list)
-
-    @property
-    def median_ms(self) -> float:
-        return statistics.median(self.times_ms)
-
-    @property
-    def spread_pct(self) -> float:
-        """Interquartile range as a percentage of the median (a noise indicator)."""
-        q1, _, q3 = statistics.quantiles(self.times_ms, n=4)
-        return 100.0 * (q3 - q1) / self.median_ms
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None
+               ) -> argparse.Namespace:
+    """Add ``--device``, ``--threads`` and ``--markdown``, parse ``argv`` and apply them."""
+    parser.add_argument("--device", choices=["cpu", "cuda"],
+                        default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument("--markdown", type=Path, help="append the results to this file")
+    args = parser.parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda requested but CUDA is not available")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    args.device = torch.device(args.device)
+    return args
 
 
-class LoadMonitor:
-    """CPU time used by *other* processes while the benchmark ran (Linux ``/proc/stat``).
+def interleaved(timers: dict[str, Timer], rounds: int) -> dict[str, Measurement]:
+    """Each round runs every timer's ``blocked_autorange`` once (one warm-up call, one timed
+    block), in turn, so slow drift of a busy machine hits all of them alike; the rounds of a
+    timer are merged into one :class:`Measurement` (median, IQR)."""
+    runs: dict[str, list[Measurement]] = {name: [] for name in timers}
+    for _ in range(rounds):
+        for name, timer in timers.items():
+            runs[name].append(timer.blocked_autorange(min_run_time=0))
+    return {name: Measurement.merge(ms)[0] for name, ms in runs.items()}
 
-    Other load makes multi-threaded CPU kernels wait for a descheduled thread, which can
-    inflate some variants far more than others; the report warns when it is high.
-    """
+
+def measurement(name: str, seconds: Sequence[float], per_round: int = 1) -> Measurement:
+    """The :class:`Measurement` of rounds timed by the caller, ``per_round`` units each."""
+    return Measurement(per_round, list(seconds), TaskSpec(stmt=name, setup=""))
+
+
+def iqr_pct(m: Measurement) -> float:
+    """Interquartile range of the rounds as a % of their median: a noise indicator."""
+    return 100.0 * m.iqr / m.median
+
+
+class BackgroundLoad:
+    """CPU time of *other* processes since construction, as a % of all CPUs (``psutil``);
+    this process's threads and its finished children (DataLoader workers) are not counted."""
 
     def __init__(self) -> None:
         self.start = self._sample()
 
     @staticmethod
-    def _sample() -> tuple[float, float, float] | None:
-        """``(wall s, busy CPU s of all processes, CPU s of this process)`` or None."""
-        try:
-            fields = Path("/proc/stat").read_text().splitlines()[0].split()
-        except (OSError, IndexError):
-            return None
-        if fields[0] != "cpu" or len(fields) < 9:
-            return None
-        user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fields[1:9])
-        busy = (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-        own = os.times()
-        return time.perf_counter(), busy, own.user + own.system
+    def _sample() -> tuple[float, float, float]:
+        cpu, own = psutil.cpu_times(), psutil.Process().cpu_times()
+        busy = sum(getattr(cpu, f, 0.0) for f in ("user", "nice", "system", "irq", "softirq",
+                                                  "steal"))
+        mine = own.user + own.system + own.children_user + own.children_system
+        return time.perf_counter(), busy, mine
 
-    def other_load_pct(self) -> float | None:
-        """Other processes' CPU time as a % of all CPUs' capacity since construction."""
+    def note(self) -> str:
         end = self._sample()
-        if self.start is None or end is None:
-            return None
-        wall = end[0] - self.start[0]
         other = (end[1] - self.start[1]) - (end[2] - self.start[2])
-        capacity = wall * (os.cpu_count() or 1)
-        return max(0.0, 100.0 * other / capacity) if capacity > 0 else None
-
-
-def loadavg() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "unknown"
-
-
-def load_note(pct: float | None) -> str:
-    if pct is None:
-        return f"background CPU load: unknown; loadavg {loadavg()}"
-    note = (f"background CPU load during the run: {pct:.0f}% of {os.cpu_count()} CPUs; "
-            f"loadavg {loadavg()}")
-    if pct > 10:
-        note += " -- WARNING: the machine was busy, timings may be inflated (rerun when idle)"
-    return note
+        cpus = psutil.cpu_count() or 1
+        pct = max(0.0, 100.0 * other / ((end[0] - self.start[0]) * cpus))
+        loadavg = " ".join(f"{x:.2f}" for x in psutil.getloadavg())
+        note = f"background CPU load during the run: {pct:.0f}% of {cpus} CPUs; loadavg {loadavg}"
+        if pct > 10:
+            note += " -- WARNING: the machine was busy, timings may be inflated (rerun when idle)"
+        return note
 
 
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown CPU"
+    with contextlib.suppress(OSError, StopIteration), open("/proc/cpuinfo") as cpuinfo:
+        return next(line.split(":", 1)[1].strip() for line in cpuinfo
+                    if line.startswith("model name"))
+    return platform.processor() or platform.machine()
 
 
-def command_line() -> str:
-    argv = getattr(sys, "orig_argv", None) or ["python", *sys.argv]
-    return shlex.join(argv)
+def table(rows: list[dict[str, str]]) -> str:
+    """Rows of formatted cells as a Markdown table, the first column left-aligned."""
+    frame = pd.DataFrame(rows)
+    return frame.to_markdown(index=False, disable_numparse=True,
+                             colalign=["left"] + ["right"] * (len(frame.columns) - 1))
 
 
-def compose_config(overrides: Sequence[str], output_dir: Path) -> DictConfig:
-    """The ``train`` config with ``overrides``; ``paths.output_dir`` set to ``output_dir``
-    (``${hydra:runtime.output_dir}`` does not resolve under the compose API)."""
-    from hydra import compose, initialize_config_module
-
-    with initialize_config_module(version_base="1.3", config_module="segohem.conf"):
-        cfg = compose("train", overrides=list(overrides))
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(output_dir)
-    return cfg
+def report(device: torch.device, setup: str, tables: Sequence[str], verdict: str,
+           markdown: Path | None) -> None:
+    """Print ``setup``, the tables and the verdict; append them to ``markdown`` under a line
+    with the command, the time, torch, the device and the thread count."""
+    command = shlex.join(getattr(sys, "orig_argv", None) or ["python", *sys.argv])
+    now = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+    head = (f"`{command}` | {now} | torch {torch.__version__} | {device.type}: "
+            f"{device_name(device)} | threads: {torch.get_num_threads()}")
+    text = "\n\n".join([f"{setup}.", *tables, *([f"{verdict}."] if verdict else [])])
+    print(f"\n{head}\n\n{text}", flush=True)
+    if markdown is not None:
+        with markdown.open("a", encoding="utf-8") as fh:
+            fh.write(f"\n{head}\n\n{text}\n")
+        print(f"\nappended Markdown to {markdown}")

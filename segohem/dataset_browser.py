@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,12 +29,11 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from hydra import compose, initialize_config_module
-from omegaconf import DictConfig, open_dict
 from PIL import Image, ImageDraw, ImageFont
 from torchvision.utils import make_grid
 
 from segohem.checkpoint import find_normalize
+from segohem.compose import compose_config
 from segohem.data import build_dataset
 from segohem.data.geometry import resolve_auto_geometry
 from segohem.viz import IGNORE_COLOUR, colorize, overlay, resolve_palette, to_display
@@ -46,15 +44,6 @@ BACKGROUND = 40
 """Grey level of the grid's background and of the padding of smaller tiles."""
 MAX_LISTED = 12
 """Classes named per sample in the printout."""
-
-
-def compose_train(overrides: Sequence[str]) -> DictConfig:
-    """The ``train`` config with ``overrides`` (Hydra's compose API)."""
-    with initialize_config_module(version_base="1.3", config_module="segohem.conf"):
-        cfg = compose("train", overrides=list(overrides))
-    with open_dict(cfg):  # ${hydra:runtime.output_dir} does not resolve under compose
-        cfg.paths.output_dir = tempfile.gettempdir()
-    return cfg
 
 
 def image_tile(image: Any, normalize: Any | None) -> torch.Tensor:
@@ -111,7 +100,7 @@ def browse(overrides: Sequence[str], out: Path, split: str = "train", num: int =
            transform: bool = True, seed: int | None = None, max_side: int = 512,
            with_legend: bool = True) -> tuple[torch.Tensor, list[str]]:
     """Write the grid to ``out``; returns it (``(3, H, W)`` uint8) and the per-sample lines."""
-    cfg = compose_train(overrides)
+    cfg = compose_config("train", overrides)
     if split == "train" and transform and (geometry := resolve_auto_geometry(cfg.dataset)):
         print(geometry.describe(), flush=True)
     node = cfg.dataset.train_set if split == "train" else cfg.dataset.val_set

@@ -29,16 +29,3 @@ def value_and_grad(loss_fn, logits: torch.Tensor, labels: torch.Tensor):
     value.backward()
     return value.detach(), x.grad
 
-
-def load_script(name: str):
-    """Import ``scripts/<name>.py`` as a module (scripts are not a package)."""
-    import importlib.util
-    import sys
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module

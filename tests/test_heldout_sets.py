@@ -1,23 +1,21 @@
-"""scripts/make_heldout_sets.py: the three sets load through FolderDataset, their masks hold the
-intended ids, rare classes are present and under 1 % at the default settings, and the output
-depends only on the seed (and each sample only on its index)."""
+"""scripts/make_heldout_sets.py (on pytest's pythonpath): the three sets load through
+FolderDataset, their masks hold the intended ids, rare classes are present and under 1 % at the
+default settings, and the output depends only on the seed (and each sample only on its
+index)."""
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
 
+import make_heldout_sets as mhs
 import numpy as np
 import pytest
-from helpers import load_script
 from PIL import Image
 
 from segohem.data import FolderDataset
 
 TINY = ["--size", "64", "--train", "6", "--val", "2"]
-
-
-mhs = load_script("make_heldout_sets")
 
 
 def _masks(root: Path, split: str) -> np.ndarray:
