@@ -56,7 +56,7 @@ def test_run_directory_contents(trained_run):
     assert set(metrics["last"]["IoU"]) == set(cfg.dataset.class_names)
     assert metrics["last"]["epoch"] == 3
     checkpoint = torch.load(out / "checkpoints" / "last.ckpt", weights_only=False)
-    assert checkpoint["segohem"]["config"]["loss"]["_target_"] == "segohem.losses.OhemCELoss"
+    assert checkpoint["segohem"]["config"]["loss"]["_target_"] == "segohem.losses.OhemDiceLoss"
 
 
 def test_tensorboard_has_scalars_images_and_hparams(trained_run):
