@@ -347,7 +347,7 @@ def test_configs_work_from_an_installed_wheel(tmp_path):
     subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=tmp_path)
     out = subprocess.run([sys.executable, "-m", "segohem.train", "--cfg", "job"], check=True,
                          env=env, cwd=tmp_path, capture_output=True, text=True).stdout
-    assert "OhemCELoss" in out
+    assert "OhemDiceLoss" in out
 
 
 @pytest.mark.slow
