@@ -1,18 +1,13 @@
 """Time the Cityscapes train data pipeline: images/s per DataLoader worker.
 
-``dataset[i]`` of the ``dataset=cityscapes`` config's ``train_set`` (PNG decode of a 1024x2048
-image and its labelIds mask, labelId -> trainId, checks, the train transform: scale x0.5-2,
-pad, 512x1024 crop, flip, jitter, normalise) is timed (a) in this process
-(``torch.utils.benchmark.Timer``: ``--passes`` passes over the images after 2 warm-up passes)
-and (b) through ``DataLoader(batch_size=1, num_workers=N)`` with segohem's worker seeding, from
-the last warm-up item (``max(2, 2N)``) to the last item: worker start-up left out, collation
-into shared memory in. The measurements alternate in ``--rounds`` rounds (medians, IQR).
-OpenCV runs ``--cv2-threads`` threads (-1: its default) and torch 1, in this process and every
-worker, so "per worker" means "per core". The steps of ``dataset[i]`` are their shares of one
-more pass under ``cProfile``, applied to the unprofiled time. The verdict extrapolates the
-per-worker rate of the most workers that fit the cores to 8 workers, against 25 images/s.
-Data: ``--num-images`` street-like scenes written in the Cityscapes layout to a temp dir (PNG
-~2.4 MB per 1024x2048 image, real Cityscapes ~2.2 MB; real labelIds), or ``--root``.
+``dataset[i]`` of the ``dataset=cityscapes`` train set (PNG decode, labelId -> trainId, checks,
+the train transform) in this process (``torch.utils.benchmark``, 2 warm-up passes) and through
+``DataLoader(batch_size=1, num_workers=N)`` with segohem's worker seeding (from the last of
+``max(2, 2N)`` warm-up items to the last item), alternating in ``--rounds`` rounds; OpenCV
+``--cv2-threads`` and torch 1 thread per process, so "per worker" means "per core". The steps of
+``dataset[i]`` are their shares of a pass under ``cProfile``. The verdict extrapolates the most
+workers that fit the cores to 8, against 25 images/s. Data: ``--num-images`` street-like
+1024x2048 scenes in the Cityscapes layout (PNG ~2.4 MB/image, real labelIds), or ``--root``.
 
     python scripts/bench_data.py [--workers 1,2] [--root DIR] [--markdown FILE]
     python scripts/bench_data.py --size 128 256 --num-images 2 --workers 0   # a quick run

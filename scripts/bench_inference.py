@@ -1,17 +1,13 @@
 """Time inference at Cityscapes size: whole image vs sliding window (vs TTA).
 
-:func:`segohem.inference.predict_scores` on one ``(1, 3, H, W)`` image (default 1024x2048) with
-the train config's model (default Unet / mobilenet_v2, ``--classes`` outputs; ``--overrides``),
-in eval mode under ``torch.inference_mode``: ``whole`` (one pass), ``slide`` (``--crop``
-windows every ``--stride``; default 512x1024 / 341x683, mmsegmentation's Cityscapes setting),
-``whole + flip`` (2 passes) and with ``--tta`` 6 scales x flip (12 passes). Time:
-``torch.utils.benchmark.Timer`` in ``--repeats`` interleaved rounds (one warm-up call and one
-timed call per variant each). Peak memory: ``torch.cuda.max_memory_allocated`` on CUDA; on CPU
-the growth of the process's peak RSS during the variant's first call (an upper bound: the
-allocator keeps freed memory). FLOPs: ``torch.utils.flop_counter.FlopCounterMode``.
+``segohem.inference.predict_scores`` on one image (default 1x3x1024x2048) with the train
+config's model, under ``torch.inference_mode``: ``whole``, ``slide`` (``--crop`` windows every
+``--stride``; default mmsegmentation's Cityscapes 512x1024 / 341x683), ``whole + flip`` and with
+``--tta`` 6 scales x flip. Time: ``torch.utils.benchmark`` in interleaved rounds; FLOPs:
+``FlopCounterMode``; peak memory: CUDA's max allocated, on CPU the growth of the peak RSS over
+the variant's first call (an upper bound: the allocator keeps freed memory).
 
     python scripts/bench_inference.py [--device cpu|cuda] [--repeats 5] [--markdown FILE]
-    python scripts/bench_inference.py --size 512 1024 --repeats 3          # quicker
 """
 
 from __future__ import annotations

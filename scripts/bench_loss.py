@@ -1,19 +1,12 @@
 """Time segohem's losses (forward + backward) against plain ``F.cross_entropy``.
 
-Every loss runs ``loss(logits.detach().requires_grad_(), labels).backward()`` on the same seeded
-inputs: logits ``randn(B, C, H, W) * 2`` and uniform labels with ~10 % ignored (a band of rows
-plus scattered pixels); ``BinaryOhemLoss`` gets ``(B, 1, H, W)`` logits with 0/1 labels,
-against a masked ``F.binary_cross_entropy_with_logits``. Timing: ``torch.utils.benchmark.Timer``
-(synchronised on CUDA, the thread count kept) in ``--rounds`` interleaved rounds
-(:func:`bench_common.interleaved`). The tables give the median, its ratio to ``ce``
-(``F.cross_entropy``) and to segohem's ``CrossEntropyLoss()`` (the per-pixel kernel the mining
-losses share: the second ratio is the cost of mining alone), the IQR of the rounds in % of the
-median and, on CUDA, the peak memory of one call above its inputs. (That the losses run without
-a host-device sync is tested: tests/test_sync_free.py.)
-
-``bisenet-style`` / ``mmseg-style`` re-implement CoinCheung/BiSeNet's ``OhemCELoss`` and
-mmsegmentation's ``OHEMPixelSampler`` + CE (thresh 0.7, ``min_kept`` 100000 per image) for
-comparison; they are not imported from those projects.
+Each loss runs ``loss(logits.detach().requires_grad_(), labels).backward()`` on the same seeded
+``randn(B, C, H, W) * 2`` logits with ~10 % ignored labels (binary losses: ``(B, 1, H, W)``,
+against a masked ``F.binary_cross_entropy_with_logits``), timed by ``torch.utils.benchmark`` in
+interleaved rounds. Columns: median, ratio to ``ce`` and to segohem's ``CrossEntropyLoss()`` (the
+kernel the mining losses share: the cost of mining alone), IQR, on CUDA the peak memory above
+the inputs. ``bisenet-style`` / ``mmseg-style`` re-implement CoinCheung/BiSeNet's
+``OhemCELoss`` and mmsegmentation's ``OHEMPixelSampler`` + CE for comparison (not imported).
 
     python scripts/bench_loss.py [--device cpu|cuda] [--rounds 15] [--threads N] [--markdown F]
     python scripts/bench_loss.py --height 64 --width 128 --rounds 7      # a quick run

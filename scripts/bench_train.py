@@ -1,26 +1,21 @@
 """Time segohem's training step (Lightning) against a hand-written PyTorch loop.
 
-The train config's ``module`` (model, loss, optimizer, schedule; ``--overrides`` applied), built
-once and deep-copied per run, trains on the same in-memory batches (synthetic train split, val
-transform) three ways: ``hand-written`` (``criterion(model(x), y)``, ``zero_grad``,
-``backward``, ``step``, scheduler step), ``segohem (TensorBoard)`` (``SegmentationModule`` in a
-``Trainer`` with the app's TensorBoard logger; no checkpoints, validation or progress bar) and
-``segohem (logger=False)``. The clock runs from the start of step ``--warmup`` to the start of
-step ``--warmup + --steps`` (CUDA synchronised); the variants alternate in ``--rounds`` rounds.
-Table: median ms/step (``torch.utils.benchmark.Measurement`` over the rounds), overhead vs the
-hand-written loop (of the medians; median of the per-round ratios), IQR. Target: <= 5 %.
+The config's ``module`` (``--overrides`` applied; deep-copied per run) trains on the same
+in-memory batches three ways: ``hand-written`` (forward, loss, ``zero_grad``, ``backward``,
+``step``, scheduler), ``segohem (TensorBoard)`` (``SegmentationModule`` in a ``Trainer`` with the
+app's TensorBoard logger, no checkpoints or validation) and ``segohem (logger=False)``; steps
+``--warmup`` to ``--warmup + --steps`` are timed, the variants alternate in ``--rounds`` rounds
+(``torch.utils.benchmark.Measurement`` statistics). Target: <= 5 % overhead.
 
-``--breakdown`` profiles the timed windows (``torch.profiler``): ``forward`` / ``loss`` are
-ranges that module hooks put around the model's and the loss's forward, ``backward`` the
-autograd engine's events, ``optimizer`` the ``Optimizer.step`` range less Lightning's closure
-in it (ranged by an optimizer-step pre-hook). The rest of a step is the loop's own host time;
-the toolkit's overhead is its host time minus the hand-written loop's, stable to ~0.1 ms where
-whole steps vary by 10-35 % on a busy CPU (the profiler's per-op cost is in the parts, alike in
-every variant; on CUDA, ``CUDA_LAUNCH_BLOCKING=1`` puts the kernels in their ranges).
+``--breakdown`` profiles those steps (``torch.profiler``): ``forward`` / ``loss`` are ranges that
+module hooks put around the model's and the loss's forward, ``backward`` the autograd engine's
+events, ``optimizer`` the ``Optimizer.step`` range less Lightning's closure in it (ranged by an
+optimizer-step pre-hook); the rest is the loop's own host time, and the toolkit's overhead its
+host time minus the hand-written loop's (on CUDA, ``CUDA_LAUNCH_BLOCKING=1`` puts the kernels in
+their ranges).
 
     python scripts/bench_train.py [--device cpu|cuda] [--rounds 5] [--breakdown]
                                   [--overrides loss=ce ...] [--markdown FILE]
-    python scripts/bench_train.py --steps 20 --warmup 3 --rounds 3     # a quick run
 """
 
 from __future__ import annotations
