@@ -165,7 +165,7 @@ plt.show()
 # OHEM focuses on, and the one that needs the longer default run.
 
 # %%
-from segohem.training import summary_table
+from segohem.report import summary_table
 
 metrics = json.loads((output_dir / "metrics.json").read_text())
 best, last = metrics["best"], metrics["last"]

@@ -16,10 +16,10 @@ from torch import Tensor
 from segohem.checkpoint import load_model
 from segohem.data import build_dataset
 from segohem.data.datamodule import SegmentationDataModule
+from segohem.hydra_logging import use_hydra_logging
 from segohem.inference import InferenceConfig, predict_scores
 from segohem.metrics import SegmentationMetrics
-from segohem.report import metrics_summary, read_report, write_report
-from segohem.training import summary_table, use_hydra_logging
+from segohem.report import metrics_summary, read_report, summary_table, write_report
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ mmsegmentation and PaddleSeg report.
 
 ``update`` never waits for the device (no ``.item()``, no boolean-mask indexing, no
 ``bincount``): the counts are one fixed-size ``index_add_`` whose extra bin swallows the
-ignored pixels. :func:`format_iou_table` renders the per-class table printed at the end of
-training.
+ignored pixels. :func:`format_iou_table` renders it as the per-class table of
+:func:`segohem.report.summary_table`.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from torch import Tensor
 from torchmetrics import Metric
 
 from segohem.losses._determinism import order_independent_atomics
+from segohem.report import metrics_summary, summary_table
 
 __all__ = ["SegmentationMetrics", "format_iou_table", "metrics_from_confusion"]
 
@@ -191,38 +192,18 @@ class SegmentationMetrics(Metric):
         return metrics_from_confusion(self.confmat)
 
 
-def _percent(value: Any) -> str:
-    """``value`` (a fraction) as a percentage with 2 decimals, ``"-"`` for NaN."""
-    value = float(value)
-    return "-" if math.isnan(value) else f"{100.0 * value:.2f}"
-
-
 def format_iou_table(metrics: Mapping[str, Any], class_names: Sequence[str]) -> str:
-    """Render a plain-text per-class table of :func:`metrics_from_confusion`'s output.
-
-    One row per class: name, IoU (%), Acc (%), then a final line with mIoU / mAcc / aAcc
-    in %. NaN (absent class) is shown as ``"-"``. Reads the values back to the host.
-
-    Args:
-        metrics: dict with ``"IoU"``, ``"Acc"`` (``(C,)`` tensors or sequences) and scalars
-            ``"mIoU"``, ``"mAcc"``, ``"aAcc"``.
-        class_names: ``C`` names, in class-id order.
+    """:func:`~segohem.report.summary_table` of :func:`metrics_from_confusion`'s output
+    (``"IoU"``, ``"Acc"``: ``(C,)`` tensors or sequences; scalars ``"mIoU"``, ``"mAcc"``,
+    ``"aAcc"``), in class-id order. Reads the values back to the host.
 
     Raises:
         ValueError: if the number of names does not match the number of classes.
     """
     iou = torch.as_tensor(metrics["IoU"]).detach().reshape(-1).tolist()
     acc = torch.as_tensor(metrics["Acc"]).detach().reshape(-1).tolist()
-    names = [str(name) for name in class_names]
-    if not (len(names) == len(iou) == len(acc)):
+    if not (len(class_names) == len(iou) == len(acc)):
         raise ValueError(
-            f"got {len(names)} class names for {len(iou)} IoU and {len(acc)} Acc values.")
-    width = max([len("class"), *(len(name) for name in names)])
-    header = f"{'class':<{width}} | {'IoU (%)':>7} | {'Acc (%)':>7}"
-    lines = [header, "-" * len(header)]
-    lines += [f"{name:<{width}} | {_percent(i):>7} | {_percent(a):>7}"
-              for name, i, a in zip(names, iou, acc, strict=True)]
-    lines.append("-" * len(header))
-    lines.append(" | ".join(f"{key} {_percent(metrics[key])}"
-                            for key in ("mIoU", "mAcc", "aAcc")))
-    return "\n".join(lines)
+            f"got {len(class_names)} class names for {len(iou)} IoU and {len(acc)} Acc values.")
+    values = {**metrics, "IoU": iou, "Acc": acc}
+    return summary_table(metrics_summary(values, class_names), class_names)

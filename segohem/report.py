@@ -1,4 +1,5 @@
-"""``metrics.json``, the report of a run: its schema, the one writer and the one reader.
+"""``metrics.json``, the report of a run: its schema, the one writer, the one reader and
+its printed table (:func:`summary_table`).
 
 ``segohem-train`` writes :class:`TrainingReport` into the run directory (rank 0, after every
 validation and at the end: :class:`~segohem.callbacks.MetricsWriter`); ``segohem-eval``
@@ -84,6 +85,23 @@ def metrics_summary(results: Mapping[str, Any], class_names: Sequence[str]) -> M
         "IoU": {n: number(v) for n, v in zip(class_names, results["IoU"], strict=True)},
         "Acc": {n: number(v) for n, v in zip(class_names, results["Acc"], strict=True)},
     }
+
+
+def summary_table(summary: Mapping[str, Any], class_names: Sequence[str]) -> str:
+    """Plain-text per-class table of a :class:`Metrics` summary: one row per class (name,
+    IoU %, Acc %), then mIoU / mAcc / aAcc in %; None or NaN (an absent class) is ``"-"``."""
+
+    def percent(value: float | None) -> str:
+        return "-" if value is None or math.isnan(value) else f"{100.0 * value:.2f}"
+
+    width = max([len("class"), *(len(str(name)) for name in class_names)])
+    header = f"{'class':<{width}} | {'IoU (%)':>7} | {'Acc (%)':>7}"
+    lines = [header, "-" * len(header)]
+    lines += [f"{name!s:<{width}} | {percent(summary['IoU'][name]):>7} | "
+              f"{percent(summary['Acc'][name]):>7}" for name in class_names]
+    lines.append("-" * len(header))
+    lines.append(" | ".join(f"{key} {percent(summary[key])}" for key in ("mIoU", "mAcc", "aAcc")))
+    return "\n".join(lines)
 
 
 def training_report(last: Mapping[str, Any], best: Mapping[str, Any],

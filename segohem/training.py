@@ -17,9 +17,9 @@ from segohem.config_checks import ConfigError, check_config
 from segohem.data import build_dataset
 from segohem.data.class_counts import class_pixel_counts, describe_counts
 from segohem.data.geometry import resolve_auto_geometry
+from segohem.hydra_logging import use_hydra_logging
 from segohem.losses import BinaryOhemLoss, OhemCELoss
-from segohem.metrics import format_iou_table
-from segohem.report import read_report
+from segohem.report import read_report, summary_table
 
 log = logging.getLogger(__name__)
 
@@ -56,30 +56,6 @@ def resolve_ckpt_path(ckpt_path: str | None, output_dir: Path) -> str | None:
                 "point hydra.run.dir at the run to resume." if ckpt_path == "last" else "")
         raise ConfigError(f"ckpt_path={ckpt_path!r}: no checkpoint file at {path}.{hint}")
     return str(path)
-
-
-def use_hydra_logging() -> None:
-    """Drop the console handlers Lightning attaches to its loggers at import: its records
-    also propagate to Hydra's root handlers, so every line would print twice."""
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "lightning_fabric",
-                 "pytorch_lightning"):
-        logger = logging.getLogger(name)
-        for handler in list(logger.handlers):
-            if type(handler) is logging.StreamHandler:
-                logger.removeHandler(handler)
-        logger.propagate = True
-
-
-def summary_table(summary: dict[str, Any], class_names: list[str]) -> str:
-    """Per-class table of a ``SegmentationModule`` summary (None -> NaN -> "-")."""
-    def value(v: float | None) -> float:
-        return float("nan") if v is None else v
-
-    return format_iou_table(
-        {"IoU": [value(summary["IoU"][n]) for n in class_names],
-         "Acc": [value(summary["Acc"][n]) for n in class_names],
-         **{key: value(summary[key]) for key in ("mIoU", "mAcc", "aAcc")}},
-        class_names)
 
 
 def _set_loss_class_counts(loss: Any, dataset_cfg: DictConfig, class_names: Any) -> None:
