@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-import sys
-
 import hydra
 from omegaconf import DictConfig
+
+from segohem.cli import exit_on
 
 
 @hydra.main(version_base="1.3", config_path="pkg://segohem.conf", config_name="export")
 def main(cfg: DictConfig) -> None:
-    """Known mistakes (bad options, files, checkpoints) end with their message and exit
-    status 1; anything else with its traceback."""
+    """A known mistake ends with its message and exit status 1 (:func:`~segohem.cli.exit_on`)."""
     # Lazy: the library imports torch; --help and bad overrides answer without it.
     from segohem.checkpoint import CheckpointError
     from segohem.model_export import ExportError, export
 
-    try:
-        export(cfg)
-    except (ExportError, CheckpointError) as err:
-        print(f"segohem-export: error: {err}", file=sys.stderr)
-        sys.exit(1)
+    exit_on((ExportError, CheckpointError), "segohem-export", export, cfg)
 
 
 if __name__ == "__main__":
