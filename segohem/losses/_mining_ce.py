@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TypedDict
 
 import torch
 from torch import Tensor, nn
@@ -16,6 +17,16 @@ from segohem.losses._validate import (
     class_weight_tensor,
     pixel_class_weights,
 )
+
+
+class MiningOptions(TypedDict, total=False):
+    """The keyword options every :class:`MiningCrossEntropy` loss takes (see its Args)."""
+
+    ignore_index: int
+    weight: Sequence[float] | Tensor | None
+    per_image: bool
+    check_labels: bool
+    sync_across_ranks: bool
 
 
 def checked_pixel_cross_entropy(
@@ -65,12 +76,22 @@ class MiningCrossEntropy(nn.Module):
     anyway; the option then makes the mean over images global. It applies in training mode
     only (``module.train()``); in eval mode each rank mines alone, since validation loops may
     give ranks different numbers of batches.
+
+    Args (the :class:`MiningOptions` of every subclass):
+        ignore_index: label value that is never counted.
+        weight: optional per-class weights ``(C,)``.
+        per_image: mine each image on its own (its own minimum count) and average the
+            per-image losses over the images that have valid pixels.
+        check_labels: raise ``ValueError`` for labels outside ``[0, C)`` other than
+            ``ignore_index``.
+        sync_across_ranks: under DDP, mine the global batch instead of each rank's shard.
     """
 
     weight: Tensor | None
 
     def __init__(
         self,
+        *,
         ignore_index: int = 255,
         weight: Sequence[float] | Tensor | None = None,
         per_image: bool = False,

@@ -52,13 +52,20 @@ def check_count(name: str, value: Count) -> Count:
     return value
 
 
-def check_non_negative(name: str, value: float) -> float:
+def check_non_negative(name: str, value: float, *, hint: str = "") -> float:
     """Return ``value`` as float if it is a finite number >= 0, else raise ``ValueError``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (
         math.isfinite(value) and value >= 0
     ):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}.")
+        raise ValueError(f"{name} must be a finite number >= 0{hint}, got {value!r}.")
     return float(value)
+
+
+def check_int(name: str, value: int, *, minimum: int, hint: str = "") -> int:
+    """Return ``value`` as int if it is an integer >= ``minimum``, else raise ``ValueError``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}{hint}, got {value!r}.")
+    return int(value)
 
 
 def class_weight_tensor(

@@ -7,7 +7,6 @@ Rectification* (TPAMI 2019, arXiv 1804.10851), adapted from images to pixels.
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +19,7 @@ from segohem.losses._mining import MiningStats
 from segohem.losses._pixel_ce import lend_log_softmax
 from segohem.losses._validate import (
     check_fraction,
+    check_int,
     check_logits_labels,
     check_non_negative,
     check_probability,
@@ -122,9 +122,7 @@ class MinorityRectificationLoss(nn.Module):
                  alpha: float | None = None, eta: float = 0.01,
                  imbalance_measure: str = "redistribution", ignore_index: int = 255) -> None:
         super().__init__()
-        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
-            raise ValueError(f"k must be an int >= 1 (pixels mined per class), got {k!r}.")
-        self.k = int(k)
+        self.k = check_int("k", k, minimum=1, hint=" (pixels mined per class)")
         self.rho = check_probability("rho", rho)
         self.margin = check_non_negative("margin", margin)
         if score not in SCORES:

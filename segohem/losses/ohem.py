@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from torch import Tensor
 
 from segohem.losses._mining import resolve_count
-from segohem.losses._mining_ce import MiningCrossEntropy
+from segohem.losses._mining_ce import MiningCrossEntropy, MiningOptions
 from segohem.losses._validate import Count, check_count, check_probability
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing.Unpack from Python 3.11
 
 
 class OhemCELoss(MiningCrossEntropy):
@@ -66,31 +69,16 @@ class OhemCELoss(MiningCrossEntropy):
     Args:
         thresh: probability threshold in (0, 1]; hard = p(true class) < thresh.
         n_min: minimum number of kept pixels (see above).
-        ignore_index: label value that is never counted.
-        weight: optional per-class weights ``(C,)``.
-        per_image: mine each image on its own (own ``n_min`` and fallback) and average
-            the per-image losses over the images that have valid pixels.
-        check_labels: raise ``ValueError`` for labels outside ``[0, C)`` other than
-            ``ignore_index``.
-        sync_across_ranks: under DDP, mine the global batch instead of each rank's shard
-            (``n_min``, fallback and statistics from global counts; see
-            :class:`~segohem.losses._mining_ce.MiningCrossEntropy`).
+        **options: ``ignore_index``, ``weight``, ``per_image``, ``check_labels``,
+            ``sync_across_ranks`` (:class:`~segohem.losses._mining_ce.MiningCrossEntropy`).
 
     Attributes:
         last_stats: :class:`~segohem.losses.MiningStats` of the last call (detached).
     """
 
-    def __init__(
-        self,
-        thresh: float = 0.7,
-        n_min: Count = None,
-        ignore_index: int = 255,
-        weight: Sequence[float] | Tensor | None = None,
-        per_image: bool = False,
-        check_labels: bool = True,
-        sync_across_ranks: bool = False,
-    ) -> None:
-        super().__init__(ignore_index, weight, per_image, check_labels, sync_across_ranks)
+    def __init__(self, thresh: float = 0.7, n_min: Count = None,
+                 **options: Unpack[MiningOptions]) -> None:
+        super().__init__(**options)
         self.thresh = check_probability(
             "thresh", thresh, hint=" It is the probability of the true class below which a "
             "pixel is hard; typical values are 0.5-0.9.")

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import math
-import numbers
-from typing import Any
+from typing import TYPE_CHECKING
 
 from segmentation_models_pytorch.losses import DiceLoss
 from torch import Tensor
 
-from segohem.losses._validate import Count
+from segohem.losses._mining_ce import MiningOptions
+from segohem.losses._validate import Count, check_non_negative
 from segohem.losses.ohem import OhemCELoss
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing.Unpack from Python 3.11
 
 
 class OhemDiceLoss(OhemCELoss):
@@ -36,7 +38,7 @@ class OhemDiceLoss(OhemCELoss):
     Args:
         thresh, n_min: those of :class:`~segohem.losses.OhemCELoss`.
         dice_weight: weight of the Dice term (finite, >= 0; 0 gives exactly ``OhemCELoss``).
-        **ohem_options: the other arguments of ``OhemCELoss`` (``ignore_index``, ``weight``,
+        **options: the other arguments of ``OhemCELoss`` (``ignore_index``, ``weight``,
             ``per_image``, ``check_labels``, ``sync_across_ranks``).
 
     Attributes:
@@ -45,13 +47,10 @@ class OhemDiceLoss(OhemCELoss):
     """
 
     def __init__(self, thresh: float = 0.7, n_min: Count = None, *, dice_weight: float = 0.5,
-                 **ohem_options: Any) -> None:
-        super().__init__(thresh, n_min, **ohem_options)
-        if (isinstance(dice_weight, bool) or not isinstance(dice_weight, numbers.Real)
-                or not math.isfinite(dice_weight) or dice_weight < 0):
-            raise ValueError(f"dice_weight must be a finite number >= 0 (the weight of the "
-                             f"Dice term; 0 turns it off), got {dice_weight!r}.")
-        self.dice_weight = float(dice_weight)
+                 **options: Unpack[MiningOptions]) -> None:
+        super().__init__(thresh, n_min, **options)
+        self.dice_weight = check_non_negative(
+            "dice_weight", dice_weight, hint=" (the weight of the Dice term; 0 turns it off)")
         self.dice = DiceLoss("multiclass", ignore_index=self.ignore_index)
         self.last_terms: dict[str, Tensor] = {}
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
-from segohem.losses._mining_ce import MiningCrossEntropy
-from segohem.losses._validate import check_probability
+from segohem.losses._mining_ce import MiningCrossEntropy, MiningOptions
+from segohem.losses._validate import check_int, check_probability
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing.Unpack from Python 3.11
 
 
 class TopKCELoss(MiningCrossEntropy):
@@ -34,35 +37,19 @@ class TopKCELoss(MiningCrossEntropy):
 
     Args:
         top_k: final fraction of valid pixels kept, in (0, 1].
-        ignore_index: label value that is never counted.
-        weight: optional per-class weights ``(C,)``.
         warmup_steps: number of training calls over which the fraction decays to ``top_k``.
-        per_image: mine each image on its own and average over images with valid pixels.
-        check_labels: raise ``ValueError`` for labels outside ``[0, C)`` other than
-            ``ignore_index``.
-        sync_across_ranks: under DDP, mine the global batch instead of each rank's shard
-            (``n_min``, fallback and statistics from global counts; see
-            :class:`~segohem.losses._mining_ce.MiningCrossEntropy`).
+        **options: ``ignore_index``, ``weight``, ``per_image``, ``check_labels``,
+            ``sync_across_ranks`` (:class:`~segohem.losses._mining_ce.MiningCrossEntropy`).
     """
 
     step: Tensor
 
-    def __init__(
-        self,
-        top_k: float = 0.2,
-        ignore_index: int = 255,
-        weight: Sequence[float] | Tensor | None = None,
-        warmup_steps: int = 0,
-        per_image: bool = False,
-        check_labels: bool = True,
-        sync_across_ranks: bool = False,
-    ) -> None:
-        super().__init__(ignore_index, weight, per_image, check_labels, sync_across_ranks)
+    def __init__(self, top_k: float = 0.2, *, warmup_steps: int = 0,
+                 **options: Unpack[MiningOptions]) -> None:
+        super().__init__(**options)
         self.top_k = check_probability("top_k", top_k,
                                        hint=" It is the fraction of valid pixels kept.")
-        if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
-            raise ValueError(f"warmup_steps must be an int >= 0, got {warmup_steps!r}.")
-        self.warmup_steps = warmup_steps
+        self.warmup_steps = check_int("warmup_steps", warmup_steps, minimum=0)
         self.register_buffer("step", torch.zeros((), dtype=torch.int64))
 
     def fraction(self) -> Tensor:
