@@ -94,8 +94,9 @@ class Sample:
 class SegmentationFolderDataset(torch.utils.data.Dataset):
     """Base of the on-disk datasets: a sorted list of (image, mask) files.
 
-    Subclasses set ``classes`` and ``palette`` and implement ``_find_samples`` (pairing, with
-    errors for missing folders / files) and ``_decode_mask`` (stored values -> train ids).
+    Subclasses set ``classes``, ``palette`` and ``splits`` and implement ``_find_samples``
+    (pairing, with errors for missing folders / files) and ``_decode_mask`` (stored values ->
+    train ids).
 
     Item ``i``: ``{"image", "mask", "path"}`` -- without a transform, ``image`` is uint8
     ``(H, W, 3)`` RGB and ``mask`` int64 ``(H, W)`` numpy arrays; with an albumentations
@@ -112,6 +113,8 @@ class SegmentationFolderDataset(torch.utils.data.Dataset):
     classes: tuple[str, ...] = ()
     palette: Palette = ()
     ignore_index = IGNORE_INDEX
+    #: The split names the dataset knows; empty: any (e.g. VOC's split list files).
+    splits: tuple[str, ...] = ()
     #: Expected on-disk layout, shown when the root folder is missing or wrong.
     layout = ""
 
@@ -119,6 +122,9 @@ class SegmentationFolderDataset(torch.utils.data.Dataset):
                  transform: Callable[..., dict[str, Any]] | None = None,
                  skip_bad: bool = False) -> None:
         super().__init__()
+        if self.splits and split not in self.splits:
+            raise DatasetError(f"{type(self).__name__}: unknown split {split!r}; choose one of "
+                               f"{list(self.splits)}.")
         if root is None or str(root) in ("", "???"):
             raise DatasetError(f"{type(self).__name__}: no dataset root given; set "
                                f"dataset.root=<folder>. Expected layout:\n{self.layout}")

@@ -33,6 +33,14 @@ class LabelMap:
             self.lut[value] = train_id
         self.source = source
 
+    @classmethod
+    def train_ids(cls, num_classes: int, source: str,
+                  ignored: Iterable[int] = (IGNORE_INDEX,)) -> LabelMap:
+        """Masks that already hold train ids: ``0..C-1`` map to themselves, the ``ignored``
+        values to 255."""
+        return cls({**{i: i for i in range(num_classes)}, **dict.fromkeys(ignored, IGNORE_INDEX)},
+                   num_classes, source)
+
     def known_values(self) -> list[int]:
         return [int(v) for v in np.flatnonzero(self.lut >= 0)]
 

@@ -7,12 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from segohem.data.datasets._ade20k_meta import ADE20K_CLASSES, ADE20K_PALETTE
-from segohem.data.datasets._common import (
-    IGNORE_INDEX,
-    DatasetError,
-    Sample,
-    SegmentationFolderDataset,
-)
+from segohem.data.datasets._common import IGNORE_INDEX, Sample, SegmentationFolderDataset
 from segohem.data.datasets._label_maps import LabelMap
 from segohem.data.datasets._layout import pair_with_masks, require_dir
 
@@ -34,12 +29,10 @@ class ADE20KDataset(SegmentationFolderDataset):
     layout = """  <root> = ADEChallengeData2016/
     images/{training,validation}/ADE_{train,val}_<8 digits>.jpg
     annotations/{training,validation}/ADE_{train,val}_<8 digits>.png   0 = other, 1-150"""
+    splits = tuple(_SPLITS)
 
     def __init__(self, root: str, split: str = "train", transform=None,
                  skip_bad: bool = False) -> None:
-        if split not in _SPLITS:
-            raise DatasetError(f"ADE20KDataset: unknown split {split!r}; choose 'train' or "
-                               f"'val'.")
         if root and not (Path(root) / "images").is_dir() \
                 and (Path(root) / "ADEChallengeData2016").is_dir():
             root = str(Path(root) / "ADEChallengeData2016")

@@ -6,13 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from segohem.data.datasets._common import (
-    IGNORE_INDEX,
-    DatasetError,
-    Palette,
-    Sample,
-    SegmentationFolderDataset,
-)
+from segohem.data.datasets._common import Palette, Sample, SegmentationFolderDataset
 from segohem.data.datasets._label_maps import LabelMap
 from segohem.data.datasets._layout import pair_with_masks, require_dir
 
@@ -40,11 +34,10 @@ class CamVidDataset(SegmentationFolderDataset):
     val/*.png    valannot/*.png
     test/*.png   testannot/*.png"""
 
+    splits = ("train", "val", "test")
+
     def __init__(self, root: str, split: str = "train", transform=None,
                  skip_bad: bool = False) -> None:
-        if split not in ("train", "val", "test"):
-            raise DatasetError(f"CamVidDataset: unknown split {split!r}; choose 'train', "
-                               f"'val' or 'test'.")
         super().__init__(root, split, transform, skip_bad)
 
     def _find_samples(self) -> list[Sample]:
@@ -58,5 +51,4 @@ class CamVidDataset(SegmentationFolderDataset):
         return _IDS(raw, path)
 
 
-_IDS = LabelMap({**{i: i for i in range(11)}, 11: IGNORE_INDEX}, 11,
-                "CamVid (0-10, 11 = void)")
+_IDS = LabelMap.train_ids(11, "CamVid (0-10, 11 = void)", ignored=(11,))

@@ -6,13 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from segohem.data.datasets._common import (
-    IGNORE_INDEX,
-    DatasetError,
-    Palette,
-    Sample,
-    SegmentationFolderDataset,
-)
+from segohem.data.datasets._common import DatasetError, Palette, Sample, SegmentationFolderDataset
 from segohem.data.datasets._label_maps import LabelMap
 from segohem.data.datasets._layout import missing_files_error, require_dir
 
@@ -73,9 +67,6 @@ class CityscapesDataset(SegmentationFolderDataset):
 
     def __init__(self, root: str, split: str = "train", transform=None,
                  mask_type: str = "auto", skip_bad: bool = False) -> None:
-        if split not in self.splits:
-            raise DatasetError(f"CityscapesDataset: unknown split {split!r}; choose one of "
-                               f"{list(self.splits)}.")
         if mask_type not in ("auto", *_MASK_SUFFIX):
             raise DatasetError(f"CityscapesDataset: mask_type must be 'auto', 'labelIds' or "
                                f"'labelTrainIds', got {mask_type!r}.")
@@ -120,6 +111,5 @@ _LABEL_MAPS = {
     "labelIds": LabelMap({(lid if lid >= 0 else 255): tid for lid, tid in
                           LABEL_ID_TO_TRAIN_ID.items()}, 19, "Cityscapes labelIds (0-33, -1 "
                                                              "stored as 255)"),
-    "labelTrainIds": LabelMap({**{t: t for t in range(19)}, IGNORE_INDEX: IGNORE_INDEX}, 19,
-                              "Cityscapes labelTrainIds (0-18, 255)"),
+    "labelTrainIds": LabelMap.train_ids(19, "Cityscapes labelTrainIds (0-18, 255)"),
 }

@@ -88,11 +88,12 @@ class FolderDataset(SegmentationFolderDataset):
         self.images_dir, self.masks_dir = images_dir, masks_dir
         self.split_file, self.mask_format = split_file, mask_format
         try:
-            mapping = ({int(k): int(v) for k, v in value_map.items()} if value_map else
-                       {**{i: i for i in range(len(classes))}, IGNORE_INDEX: IGNORE_INDEX})
-            self._ids = LabelMap(mapping, len(classes),
-                                 "value_map" if value_map else f"class ids 0-{len(classes) - 1}"
-                                 f" and {IGNORE_INDEX}")
+            if value_map:
+                self._ids = LabelMap({int(k): int(v) for k, v in value_map.items()},
+                                     len(classes), "value_map")
+            else:
+                self._ids = LabelMap.train_ids(
+                    len(classes), f"class ids 0-{len(classes) - 1} and {IGNORE_INDEX}")
             self._colours = ColourMap(self.palette, ignore_colors,
                                       "the palette / ignore_colors") \
                 if palette is not None or ignore_colors else None

@@ -6,13 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from segohem.data.datasets._common import (
-    IGNORE_INDEX,
-    DatasetError,
-    Palette,
-    Sample,
-    SegmentationFolderDataset,
-)
+from segohem.data.datasets._common import DatasetError, Palette, Sample, SegmentationFolderDataset
 from segohem.data.datasets._label_maps import ColourMap, LabelMap
 from segohem.data.datasets._layout import missing_files_error, read_id_list, require_dir
 from segohem.viz import voc_colormap
@@ -98,6 +92,5 @@ def _voc_root(root: Path) -> Path:
     return root
 
 
-_IDS = LabelMap({**{i: i for i in range(21)}, IGNORE_INDEX: IGNORE_INDEX}, 21,
-                "Pascal VOC (0-20, 255 = border)")
+_IDS = LabelMap.train_ids(21, "Pascal VOC (0-20, 255 = border)")
 _RGB = ColourMap(VOC_PALETTE, [VOC_BORDER_COLOUR], "the Pascal VOC colour map")
