@@ -142,3 +142,14 @@ def validated_epoch(report: Mapping[str, Any], which: str = "best") -> dict[str,
     if not isinstance(entry, dict) or entry.get("mIoU") is None:
         return None
     return entry
+
+
+def class_mean_iou(entry: Mapping[str, Any], classes: Sequence[str]) -> float:
+    """Mean IoU of ``classes`` in a :class:`Metrics` entry (``entry["IoU"]`` by class name);
+    a class whose IoU is undefined (None: absent from prediction and ground truth) counts 0.
+    ``KeyError`` naming the class and the known ones when a class is unknown."""
+    iou = entry["IoU"]
+    unknown = [name for name in classes if name not in iou]
+    if unknown:
+        raise KeyError(f"{unknown}: not classes of this run (classes: {list(iou)})")
+    return sum(iou[name] or 0.0 for name in classes) / len(classes)

@@ -7,19 +7,21 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import optuna
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
 from omegaconf import DictConfig, OmegaConf
 
+from segohem.callbacks.optuna_pruning import OptunaPruning
 from segohem.config_checks import ConfigError, check_config
 from segohem.data import build_dataset
 from segohem.data.class_counts import class_pixel_counts, describe_counts
 from segohem.data.geometry import resolve_auto_geometry
 from segohem.hydra_logging import use_hydra_logging
 from segohem.losses import BinaryOhemLoss, OhemCELoss
-from segohem.report import read_report, summary_table
+from segohem.report import class_mean_iou, read_report, summary_table
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +110,19 @@ def mining_report(summary: dict[str, Any], loss: Any) -> str | None:
     return f"Mining: {rule} used in {100 * rate:.0f} % of training steps ({verdict})"
 
 
+def _check_optimized_classes(classes: Any, class_names: Any) -> None:
+    unknown = [c for c in classes or () if c not in list(class_names)]
+    if unknown:
+        raise ConfigError(f"optimized_classes={list(classes)}: {unknown} not among the "
+                          f"dataset's classes {list(class_names)}.")
+
+
+def _pruned_at(callbacks: list[Any]) -> int | None:
+    """The epoch after which an Optuna sweep's pruner stopped this run, else None."""
+    pruning = next((c for c in callbacks if isinstance(c, OptunaPruning)), None)
+    return pruning.pruned_at() if pruning is not None else None
+
+
 def _instantiate_all(group: DictConfig | None) -> list[Any]:
     """One object per node of a group of named ``_target_`` nodes (callbacks, logger)."""
     if not group:
@@ -132,6 +147,7 @@ def train(cfg: DictConfig) -> float | None:
     datamodule = build_dataset(cfg.data)
     class_names = cfg.dataset.get("class_names") or getattr(datamodule.train_set, "classes", None)
     module = instantiate(cfg.module, class_names=class_names)
+    _check_optimized_classes(cfg.get("optimized_classes"), module.class_names)
     if any(getattr(m, "needs_class_counts", False) for m in module.loss.modules()):
         _set_loss_class_counts(module.loss, cfg.dataset, class_names)
     module.run_config = OmegaConf.to_container(cfg, resolve=True)
@@ -158,9 +174,13 @@ def train(cfg: DictConfig) -> float | None:
     mining_line = mining_report(mining, module.loss)
     if trainer.is_global_zero and mining_line:
         log.info(mining_line)
+    if (pruned := _pruned_at(callbacks)) is not None:
+        raise optuna.TrialPruned(f"pruned by the study's pruner after epoch {pruned}")
     metric_name = cfg.get("optimized_metric")
     if not metric_name:
         return None
+    if classes := cfg.get("optimized_classes"):
+        return class_mean_iou(best, list(classes)) if best.get("IoU") else None
     if metric_name == "val/mIoU_best" and best.get("mIoU") is not None:
         return best["mIoU"]
     value = trainer.callback_metrics.get(metric_name)

@@ -7,6 +7,7 @@ from segohem.callbacks.hparams import HparamsLogger
 from segohem.callbacks.images import SegmentationImageLogger
 from segohem.callbacks.metrics_writer import MetricsWriter
 from segohem.callbacks.min_steps import MinTrainSteps
+from segohem.callbacks.optuna_pruning import OptunaPruning
 from segohem.callbacks.rank_check import RankConfigCheck
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "HparamsLogger",
     "MetricsWriter",
     "MinTrainSteps",
+    "OptunaPruning",
     "RankConfigCheck",
     "SegmentationImageLogger",
     "SkippedStepCounter",

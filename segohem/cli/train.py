@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import hydra
+from hydra.core.plugins import Plugins
 from omegaconf import DictConfig
+
+from hydra_plugins.segohem_sweeper.optuna_sweeper import OptunaStudySweeper
+
+# Hydra finds plugins by walking the hydra_plugins namespace, which an editable install
+# (setuptools' import hook) hides from it: register segohem's sweeper explicitly.
+Plugins.instance().register(OptunaStudySweeper)
 
 
 @hydra.main(version_base="1.3", config_path="pkg://segohem.conf", config_name="train")
