@@ -1,0 +1,47 @@
+"""The four commands: thin entry points in segohem/cli/, importable without torch, with the
+``python -m segohem.<cmd>`` aliases, and every job's outcome in its ``status.json``."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from segohem.job_status import describe, read_job_status
+
+COMMANDS = ("train", "eval", "predict", "export")
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_entry_point_is_thin_and_light(command):
+    code = (f"import sys, segohem.cli.{command}, segohem.{command}; "
+            "print('torch' in sys.modules, 'lightning' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.stdout.split() == ["False", "False"], done.stderr
+    cli = importlib.import_module(f"segohem.cli.{command}")
+    alias = importlib.import_module(f"segohem.{command}")
+    assert alias.main is cli.main
+    source = importlib.util.find_spec(f"segohem.cli.{command}").origin
+    assert len(Path(source).read_text().splitlines()) <= 35
+
+
+def test_a_failed_job_records_its_error_in_status_json(tmp_path):
+    run_dir = tmp_path / "run"
+    done = subprocess.run(
+        [sys.executable, "-m", "segohem.cli.eval", f"ckpt_path={tmp_path / 'missing.ckpt'}",
+         f"hydra.run.dir={run_dir}"], capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    status = read_job_status(run_dir)
+    assert status["task"] == "eval" and status["status"] == "FAILED"
+    assert status["ended"] and status["return_value"] is None
+    assert "missing.ckpt" in status["error"]["message"]
+    assert "Traceback" in status["error"]["traceback"]
+    assert describe(status).startswith(status["error"]["type"] + ": ")
+    assert f"ckpt_path={tmp_path / 'missing.ckpt'}" in status["overrides"]
+    # the traceback also lands in the job's log file, once
+    log = (run_dir / "eval.log").read_text()
+    assert log.count("eval failed: " + status["error"]["type"]) == 1

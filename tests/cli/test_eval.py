@@ -1,0 +1,131 @@
+"""segohem-eval: checkpoint -> metrics.json, whole / sliding window / TTA, exact under DDP,
+clear errors for corrupt or mismatched checkpoints."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_module
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import open_dict
+
+from segohem.checkpoint import CheckpointError
+from segohem.evaluation import evaluate
+from segohem.training import train
+from tests._support import data_trees
+from tests._support.configs import TINY, compose_train
+
+
+def compose_eval(overrides: list[str], output_dir: Path):
+    GlobalHydra.instance().clear()
+    with initialize_config_module(version_base="1.3", config_module="segohem.conf"):
+        cfg = compose("eval", overrides=overrides)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(output_dir)
+    return cfg
+
+
+def run_eval(overrides: list[str], output_dir: Path) -> dict:
+    evaluate(compose_eval(["num_workers=0", "trainer.enable_progress_bar=false", *overrides],
+                          output_dir))
+    return json.loads((output_dir / "metrics.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def synthetic_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("train")
+    train(compose_train([*TINY, "dataset.val_set.num_samples=9", "logger=none"], out))
+    return out
+
+
+@pytest.fixture(scope="module")
+def cityscapes_run(tmp_path_factory) -> tuple[Path, Path]:
+    base = tmp_path_factory.mktemp("cs")
+    root = data_trees.make_cityscapes(base / "data", per_city=2, size=(64, 128))
+    out = base / "run"
+    train(compose_train(["dataset=cityscapes", f"dataset.root={root}",
+                         "dataset.crop_size=[64,128]", "dataset.batch_size=2",
+                         "dataset.num_workers=0", "trainer.max_epochs=1",
+                         "min_train_steps=null", "logger=none",
+                         "trainer.enable_progress_bar=false",
+                         "trainer.enable_model_summary=false"], out))
+    return root, out
+
+
+@pytest.mark.slow
+def test_eval_reproduces_the_training_validation(synthetic_run, tmp_path):
+    ckpt = synthetic_run / "checkpoints" / "last.ckpt"
+    metrics = run_eval([f"ckpt_path={ckpt}"], tmp_path / "whole")
+    trained = json.loads((synthetic_run / "metrics.json").read_text())["last"]
+    assert metrics["mIoU"] == trained["mIoU"] and metrics["IoU"] == trained["IoU"]
+    assert metrics["samples"] == 9 and metrics["split"] == "val"
+    assert metrics["checkpoint"] == str(ckpt.resolve())
+
+
+@pytest.mark.slow
+def test_sliding_window_covering_the_image_equals_whole(synthetic_run, tmp_path):
+    ckpt = synthetic_run / "checkpoints" / "last.ckpt"
+    whole = run_eval([f"ckpt_path={ckpt}"], tmp_path / "whole")
+    slide = run_eval([f"ckpt_path={ckpt}", "eval.mode=slide", "eval.crop_size=[64,64]",
+                      "eval.stride=[64,64]"], tmp_path / "slide")
+    assert slide["IoU"] == whole["IoU"]
+    overlap = run_eval([f"ckpt_path={ckpt}", "eval.mode=slide", "eval.crop_size=[32,32]",
+                        "eval.stride=[16,16]"], tmp_path / "overlap")
+    assert 0.0 <= overlap["mIoU"] <= 1.0
+
+
+@pytest.mark.slow
+def test_multiscale_flip_tta(synthetic_run, tmp_path):
+    ckpt = synthetic_run / "checkpoints" / "last.ckpt"
+    tta = run_eval([f"ckpt_path={ckpt}", "eval.scales=[0.75,1.0,1.25]", "eval.flip=true"],
+                   tmp_path / "tta")
+    assert 0.0 <= tta["mIoU"] <= 1.0 and tta["eval"]["flip"] is True
+
+
+@pytest.mark.slow
+def test_eval_on_a_cityscapes_tree(cityscapes_run, tmp_path):
+    root, run = cityscapes_run
+    ckpt = run / "checkpoints" / "last.ckpt"
+    explicit = run_eval([f"ckpt_path={ckpt}", "dataset=cityscapes", f"dataset.root={root}"],
+                        tmp_path / "explicit")
+    from_checkpoint = run_eval([f"ckpt_path={ckpt}", f"data_root={root}"], tmp_path / "ckpt")
+    trained = json.loads((run / "metrics.json").read_text())["last"]
+    assert explicit["IoU"] == from_checkpoint["IoU"] == trained["IoU"]
+    assert set(explicit["IoU"]) >= {"road", "traffic sign", "bicycle"}
+
+
+@pytest.mark.slow
+def test_two_process_eval_gives_the_same_numbers(synthetic_run, tmp_path):
+    ckpt = synthetic_run / "checkpoints" / "last.ckpt"
+    single = run_eval([f"ckpt_path={ckpt}"], tmp_path / "single")
+    done = subprocess.run(
+        [sys.executable, "-m", "segohem.eval", f"ckpt_path={ckpt}", "trainer=ddp_cpu",
+         "num_workers=0", "trainer.enable_progress_bar=false",
+         f"hydra.run.dir={tmp_path / 'ddp'}"], capture_output=True, text=True, timeout=600,
+        cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ddp = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
+    assert ddp["samples"] == 9  # odd: Lightning's sampler would have repeated one
+    assert ddp["IoU"] == single["IoU"] and ddp["mIoU"] == single["mIoU"]
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(b"\x00not a checkpoint" * 50)
+    with pytest.raises(CheckpointError, match=r"bad\.ckpt: not a readable PyTorch checkpoint"):
+        run_eval([f"ckpt_path={bad}"], tmp_path / "out")
+    with pytest.raises(CheckpointError, match="does not exist"):
+        run_eval([f"ckpt_path={tmp_path / 'missing.ckpt'}"], tmp_path / "out")
+
+
+@pytest.mark.slow
+def test_checkpoint_of_other_classes_is_a_clear_error(synthetic_run, cityscapes_run, tmp_path):
+    root, _ = cityscapes_run
+    ckpt = synthetic_run / "checkpoints" / "last.ckpt"
+    with pytest.raises(CheckpointError, match=r"trained for 6 classes .* the data has 19"):
+        run_eval([f"ckpt_path={ckpt}", "dataset=cityscapes", f"dataset.root={root}"],
+                 tmp_path / "out")

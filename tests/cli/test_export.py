@@ -1,0 +1,184 @@
+"""segohem-export: ONNX and TorchScript exports with dynamic sizes, parity, the sidecar."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_module
+from hydra.core.global_hydra import GlobalHydra
+
+from segohem.checkpoint import CheckpointError, load_model
+from segohem.inference import padded_logits
+from segohem.model_export import ExportError, export
+from tests._support.configs import TINY, compose_train
+
+FAST_TRAIN = ["logger=none", "trainer.num_sanity_val_steps=0", "trainer.limit_train_batches=2",
+              "trainer.limit_val_batches=1", "dataset.batch_size=4"]
+
+
+def compose_export(overrides: list[str]):
+    GlobalHydra.instance().clear()
+    with initialize_config_module(version_base="1.3", config_module="segohem.conf"):
+        return compose("export", overrides=overrides)
+
+
+def reference_logits(ckpt: Path, x: torch.Tensor) -> np.ndarray:
+    model = load_model(ckpt).model  # not under no_grad: its encoder pruning probe needs autograd
+    with torch.no_grad():
+        return padded_logits(model, x).numpy()
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory) -> Path:
+    from segohem.training import train
+
+    out = tmp_path_factory.mktemp("run")
+    train(compose_train([*TINY, *FAST_TRAIN], out))
+    return out / "checkpoints" / "last.ckpt"
+
+
+@pytest.fixture(scope="module")
+def onnx_export(ckpt):
+    """The default export (ONNX, dynamo exporter, next to the checkpoint) at 64x96."""
+    return export(compose_export([f"ckpt_path={ckpt}", "height=64", "width=96"]))
+
+
+@pytest.mark.slow
+def test_onnx_export_has_dynamic_sizes_and_matches_pytorch(ckpt, onnx_export):
+    import onnx
+    import onnxruntime as ort
+
+    assert onnx_export.path == ckpt.with_suffix(".onnx") and onnx_export.path.is_file()
+    diffs = onnx_export.max_abs_diff
+    assert list(diffs) == ["2x3x64x96", "1x3x128x160", "1x3x141x167"]  # export, +64, odd
+    assert max(diffs.values()) <= 1e-4, diffs
+    print("onnx parity:", diffs)
+
+    onnx.checker.check_model(str(onnx_export.path))
+    session = ort.InferenceSession(str(onnx_export.path), providers=["CPUExecutionProvider"])
+    (inp,), (out,) = session.get_inputs(), session.get_outputs()
+    assert (inp.name, out.name) == ("image", "logits")
+    assert inp.shape[1] == 3 and out.shape[1] == 6
+    assert inp.shape == ["batch", 3, "height", "width"], inp.shape  # dynamic sizes
+    assert out.shape == ["batch", 6, "height", "width"], out.shape
+    x = torch.randn(3, 3, 50, 70)  # another batch, off the 32 grid
+    got = session.run(None, {"image": x.numpy()})[0]
+    assert got.shape == (3, 6, 50, 70)
+    np.testing.assert_allclose(got, reference_logits(ckpt, x), rtol=0, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_sidecar_describes_the_model(ckpt, onnx_export):
+    assert onnx_export.sidecar == ckpt.with_name("last.onnx.json")
+    info = json.loads(onnx_export.sidecar.read_text())
+    loaded = load_model(ckpt)
+    assert info["format"] == "onnx" and info["model_file"] == "last.onnx"
+    assert info["class_names"] == ["background", "blob", "box", "line", "dot", "ring"]
+    assert info["num_classes"] == 6
+    assert [tuple(c) for c in info["palette"]] == loaded.palette
+    norm = info["input"]["normalization"]
+    assert norm["type"] == "standard" and norm["max_pixel_value"] == 255.0
+    np.testing.assert_allclose(norm["mean"], [0.485, 0.456, 0.406])
+    np.testing.assert_allclose(norm["std"], [0.229, 0.224, 0.225])
+    assert info["input"]["size_divisor"] == 32
+    assert info["input"]["shape"] == ["batch", 3, "height", "width"]
+    assert info["input"]["name"] == "image" and info["output"]["name"] == "logits"
+    assert info["output"]["shape"] == ["batch", 6, "height", "width"]
+    assert info["opset"] == 18 and info["export_size"] == [64, 96]
+    assert info["parity"]["max_abs_diff"] == onnx_export.max_abs_diff
+
+
+@pytest.mark.slow
+def test_torchscript_export_matches_pytorch_at_other_sizes(ckpt, tmp_path):
+    result = export(compose_export([f"ckpt_path={ckpt}", "format=torchscript", "height=64",
+                                    "width=64", f"output={tmp_path / 'model.pt'}"]))
+    assert result.path == tmp_path / "model.pt"
+    assert max(result.max_abs_diff.values()) <= 1e-4, result.max_abs_diff
+    print("torchscript parity:", result.max_abs_diff)
+    info = json.loads((tmp_path / "model.pt.json").read_text())
+    assert info["format"] == "torchscript" and info["opset"] is None
+    scripted = torch.jit.load(str(tmp_path / "model.pt"))
+    x = torch.randn(2, 3, 96, 40)
+    with torch.no_grad():
+        got = scripted(x).numpy()
+    assert got.shape == (2, 6, 96, 40)
+    np.testing.assert_allclose(got, reference_logits(ckpt, x), rtol=0, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_parity_above_atol_fails(ckpt, tmp_path):
+    """(also the TorchScript-based ONNX exporter, dynamo=false)"""
+    cfg = compose_export([f"ckpt_path={ckpt}", "dynamo=false", "height=64", "width=64",
+                          f"output={tmp_path / 'm.onnx'}", "atol=0"])
+    with pytest.raises(ExportError, match=r"m\.onnx differs from PyTorch by up to .* > "
+                                          r"atol=0"):
+        export(cfg)
+    diffs = json.loads((tmp_path / "m.onnx.json").read_text())["parity"]["max_abs_diff"]
+    assert 0 < max(diffs.values()) <= 1e-4, diffs
+
+
+@pytest.mark.parametrize("content", [os.urandom(4096), b"PK\x03\x04" + os.urandom(300)])
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path, content):
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(content)
+    with pytest.raises(CheckpointError, match=r"bad\.ckpt: not a readable PyTorch checkpoint"):
+        export(compose_export([f"ckpt_path={bad}", "format=torchscript"]))
+    assert not (tmp_path / "bad.pt").exists()
+
+
+def test_output_may_not_be_the_checkpoint(tmp_path):
+    ckpt = tmp_path / "x.ckpt"
+    ckpt.write_bytes(b"")
+    with pytest.raises(ExportError, match="is the checkpoint itself"):
+        export(compose_export([f"ckpt_path={ckpt}", f"output={ckpt}"]))
+
+
+@pytest.mark.slow
+def test_cli(ckpt, tmp_path):
+    out = tmp_path / "cli.pt"
+    args = [sys.executable, "-m", "segohem.export", f"ckpt_path={ckpt}", "format=torchscript",
+            "height=32", "width=64", f"output={out}", f"hydra.run.dir={tmp_path / 'hydra'}"]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert out.is_file() and (tmp_path / "cli.pt.json").is_file()
+    assert "parity 1x3x96x128: max abs diff" in done.stdout + done.stderr
+
+    bad = tmp_path / "corrupt.ckpt"
+    bad.write_bytes(b"\x00" * 100)
+    done = subprocess.run([*args[:3], f"ckpt_path={bad}", *args[4:]], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1].startswith(
+        f"segohem-export: error: {bad}: not a readable PyTorch checkpoint")
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("fmt", [pytest.param("onnx", marks=pytest.mark.slow), "torchscript"])
+def test_graph_upsamples_the_logits_of_a_downsampling_model(tmp_path, fmt):
+    """SMP models answer at the input size; others get the bilinear upsampling of
+    padded_logits inside the exported graph."""
+    from torch import nn
+
+    from segohem.model_export import check_parity, export_module, export_onnx, export_torchscript
+
+    torch.manual_seed(0)
+    net = nn.Conv2d(3, 4, 3, stride=4, padding=1).eval()
+    module = export_module(net, 32, (64, 64))
+    assert module.upsample
+    sample, path = torch.randn(2, 3, 64, 64), tmp_path / f"down.{fmt}"
+    if fmt == "onnx":
+        export_onnx(module, sample, path, opset=18)
+    else:
+        export_torchscript(module, sample, path)
+    diffs = check_parity(module, path, fmt, 64, 64)
+    assert max(diffs.values()) <= 1e-5, diffs
+    x = torch.randn(1, 3, 70, 50)
+    with torch.no_grad():
+        torch.testing.assert_close(module(x), padded_logits(net, x), rtol=0, atol=0)
