@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import optuna
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
@@ -69,6 +70,9 @@ class JobStatusFile(Callback):
         if job_return.status == JobStatus.COMPLETED:
             ok = value is None or isinstance(value, bool | int | float | str)
             status.update(status="COMPLETED", return_value=value if ok else repr(value))
+        elif isinstance(value, optuna.TrialPruned):  # a sweep's pruner stopped it early
+            status.update(status="PRUNED", error={"type": "TrialPruned", "message": str(value),
+                                                  "traceback": ""})
         else:
             error = value if isinstance(value, BaseException) else RuntimeError(str(value))
             text = "".join(traceback.format_exception(error))

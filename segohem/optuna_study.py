@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shlex
 import socket
 import threading
 import time
@@ -34,6 +35,7 @@ from typing import Any
 
 import optuna
 from filelock import FileLock
+from hydra.errors import CompactHydraException
 from hydra.utils import instantiate
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend, JournalRedisBackend
@@ -42,6 +44,8 @@ from optuna.trial import FrozenTrial, TrialState
 log = logging.getLogger(__name__)
 
 DEFAULT_JOURNAL = "optuna.journal"
+STUDY_FILE = "optuna_study.yaml"
+"""Written into the sweep dir by the sweeper: ``study_name``, ``storage``, ``best``..."""
 WORKER_ATTR = "segohem_worker"
 REQUEUED_ATTR = "segohem_requeued"
 SURPLUS_ATTR = "segohem_surplus"
@@ -55,8 +59,9 @@ OBJECTIVE_ATTR = "segohem_objective"
 RDB_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql", "mariadb", "oracle", "mssql")
 
 
-class StudyError(Exception):
-    """The study cannot be used as configured (the message names the option and the fix)."""
+class StudyError(CompactHydraException):
+    """The study cannot be used as configured (the message names the option and the fix;
+    Hydra prints it without a traceback)."""
 
 
 def storage_location(spec: str | None, sweep_dir: str | os.PathLike) -> str:
@@ -160,11 +165,21 @@ def open_study(location: str, study_name: str, direction: str,
         elif stored[key] != value:
             what = key.removeprefix("segohem_").replace("_", " ")
             raise StudyError(
-                f"Study {study_name!r} in {_redact(location)} was created with another {what}:"
-                f"\n  study:  {stored[key]}\n  config: {value}\nA study keeps one {what}: "
+                f"Study {study_name!r} in {_redact(location)} was created with another "
+                f"{what}: {_difference(stored[key], value)}. A study keeps one {what}: "
                 f"restore the study's settings, or start a new study with another "
                 f"hydra.sweeper.study_name (or storage).")
     return study
+
+
+def _difference(stored: Any, configured: Any) -> str:
+    """What differs, entry by entry for mappings: ``k: study X, config Y``."""
+    if not (isinstance(stored, dict) and isinstance(configured, dict)):
+        return f"study {stored}, config {configured}"
+    keys = dict.fromkeys([*stored, *configured])
+    return "; ".join(f"{k}: study {stored.get(k, '(absent)')}, config "
+                     f"{configured.get(k, '(absent)')}"
+                     for k in keys if stored.get(k) != configured.get(k))
 
 
 def counted(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
@@ -305,3 +320,8 @@ def pruner_from_settings(storage: BaseStorage, study_name: str) -> optuna.pruner
     study_id = storage.get_study_id_from_name(study_name)
     spec = storage.get_study_user_attrs(study_id).get(PRUNER_ATTR)
     return instantiate(spec) if spec else optuna.pruners.NopPruner()
+
+
+def reproduce_command(trial: FrozenTrial) -> str:
+    """``segohem-train <overrides>`` training the trial's configuration on its own."""
+    return shlex.join(["segohem-train", *trial.user_attrs.get(OVERRIDES_ATTR, [])])

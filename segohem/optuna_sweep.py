@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import math
-import shlex
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ from segohem.optuna_study import (
     OVERRIDES_ATTR,
     PRUNER_ATTR,
     SPACE_ATTR,
+    STUDY_FILE,
     WORKER_ATTR,
     Heartbeat,
     StudyError,
@@ -45,6 +45,7 @@ from segohem.optuna_study import (
     free_slots,
     is_surplus,
     open_study,
+    reproduce_command,
     requeue_stale_trials,
     storage_location,
     worker_lock,
@@ -54,8 +55,6 @@ from segohem.search_space import SearchSpace, format_value
 
 log = logging.getLogger(__name__)
 
-STUDY_FILE = "optuna_study.yaml"
-"""Written into the sweep dir: where the study is and its best trial so far."""
 WORKERS_ATTR = "segohem_workers"
 NOT_REPRODUCED = ("hparams_search=", "hydra.", "hydra/", "+hydra", "++hydra", "optuna.",
                   "++optuna.")
@@ -181,7 +180,8 @@ class StudySweep:
         fixed = []
         for override in OverridesParser.create().parse_overrides(list(arguments)):
             if override.is_sweep_override():
-                params[override.get_key_element()] = override.get_value_element_as_str()
+                key = override.get_key_element()
+                params[key] = override.input_line.split("=", 1)[1]
             else:
                 fixed.append(override.input_line)
         return fixed, SearchSpace.from_config(params, self.when)
@@ -208,7 +208,8 @@ class StudySweep:
                                if k != key or k in self._groups())]
         if key in space.fixed:
             overrides.append(f"{key}={space.fixed[key]}")
-        where = ", ".join(f"{k}={format_value(v)}" for k, v in values.items()) or "as given"
+        where = ", ".join(f"{k}={format_value(v)}" for k, v in values.items()
+                          if k != key or k in self._groups()) or "as given"
         try:
             cfg = self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
         except HydraException as err:
@@ -254,11 +255,6 @@ class StudySweep:
 
 
 _ABSENT = object()
-
-
-def reproduce_command(trial: optuna.trial.FrozenTrial) -> str:
-    """``segohem-train <overrides>`` training the trial's configuration on its own."""
-    return shlex.join(["segohem-train", *trial.user_attrs.get(OVERRIDES_ATTR, [])])
 
 
 def _is_number(value: Any) -> bool:

@@ -27,7 +27,7 @@ from typing import Any
 import optuna
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, RangeSweep
-from hydra.errors import HydraException
+from hydra.errors import CompactHydraException, HydraException
 from optuna.distributions import (
     BaseDistribution,
     CategoricalDistribution,
@@ -39,9 +39,9 @@ PARAMS_HELP = ("expected Hydra's sweep syntax, e.g. choice(ce,ohem), interval(0.
                "tag(log,interval(1e-4,1e-2)), tag(int,interval(1,8)) or range(1,5)")
 
 
-class SearchSpaceError(ValueError):
+class SearchSpaceError(CompactHydraException, ValueError):
     """``hydra.sweeper.params`` / ``hydra.sweeper.when`` cannot be read (the message names the
-    entry and the fix)."""
+    entry and the fix; Hydra prints it without a traceback)."""
 
 
 @dataclass(frozen=True)
@@ -118,12 +118,12 @@ class SearchSpace:
         distributions: dict[str, BaseDistribution] = {}
         fixed: dict[str, Any] = {}
         when = {str(k): v for k, v in (when or {}).items()}
-        for key, text in (params or {}).items():
-            distribution = _distribution(str(key), text)
+        for key, text in _flatten(params or {}).items():
+            distribution = _distribution(key, text)
             if distribution is None:
-                fixed[str(key)] = text
+                fixed[key] = text
             else:
-                distributions[str(key)] = distribution
+                distributions[key] = distribution
         for key in when:
             if key in fixed:
                 raise SearchSpaceError(f"hydra.sweeper.when.{key}: {key} is not swept "
@@ -188,6 +188,18 @@ def _suggest(trial: optuna.Trial, param: Param) -> Any:
         return trial.suggest_int(param.key, dist.low, dist.high, step=dist.step, log=dist.log)
     assert isinstance(dist, FloatDistribution)
     return trial.suggest_float(param.key, dist.low, dist.high, step=dist.step, log=dist.log)
+
+
+def _flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{loss: {thresh: ...}}`` (what ``+hydra.sweeper.params.loss.thresh=...`` on the
+    command line gives) -> ``{"loss.thresh": ...}``; dotted keys stay as they are."""
+    flat: dict[str, Any] = {}
+    for key, value in params.items():
+        if isinstance(value, Mapping):
+            flat |= _flatten(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def _mapping(key: str, when: Any) -> Mapping[str, Any]:

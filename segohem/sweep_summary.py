@@ -22,6 +22,8 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from segohem.optuna_study import StudyError
+from segohem.study_summary import load_sweep_study, study_report
 from segohem.sweeps import (
     MISSING,
     Job,
@@ -29,7 +31,6 @@ from segohem.sweeps import (
     columns,
     config_value,
     read_sweep,
-    read_yaml,
     swept_keys,
 )
 
@@ -109,16 +110,6 @@ def markdown_table(frame: pd.DataFrame, jobs: Sequence[Job], metric: str) -> str
     return table.to_markdown(index=False, disable_numparse=True, colalign=align)
 
 
-def optuna_line(sweep: Path) -> str:
-    """Optuna's own verdict from ``optimization_results.yaml``, or ''."""
-    results = read_yaml(sweep / "optimization_results.yaml")
-    if not isinstance(results, dict) or "best_params" not in results:
-        return ""
-    params = ", ".join(f"{k}={format_param(v, 4)}"
-                       for k, v in (results.get("best_params") or {}).items())
-    return f"Optuna best (optimization_results.yaml): {results.get('best_value')} with {params}"
-
-
 def plot_axis(jobs: Sequence[Job]) -> tuple[str, str]:
     """(x key, note): ``loss.thresh`` unless only other keys were swept."""
     varied = swept_keys(jobs)
@@ -184,16 +175,19 @@ def summarize(sweep: Path, out: Path | None = None, rare: Sequence[str] | None =
     rare = rare_classes(jobs, rare)
     frame = summary_frame(jobs, rare)
     counts = frame["status"].value_counts()
-    states = ", ".join(f"{counts[s]} {s}" for s in ("ok", "incomplete", "failed") if s in counts)
+    states = ", ".join(f"{counts[s]} {s}" for s in ("ok", "pruned", "incomplete", "failed")
+                       if s in counts)
     lines = [f"# Sweep {sweep}", "",
              f"{len(jobs)} jobs ({states}); metrics of the {metric} validation epoch, in %. "
              f"Rare classes: {', '.join(rare) or '-'}.", ""]
-    if extra := optuna_line(sweep):
-        lines += [extra, ""]
-    report = "\n".join([*lines, markdown_table(frame, jobs, metric), ""])
     out = out or sweep
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / "summary.csv", out / "summary.md", out / PLOT_NAME]
+    study_md = ""
+    if (study := load_sweep_study(sweep)) is not None:
+        study_md, plots = study_report(study, out)
+        paths += plots
+    report = "\n".join([*lines, markdown_table(frame, jobs, metric), "", study_md])
     frame.to_csv(paths[0], index=False)
     paths[1].write_text(report)
     note = plot_miou(jobs, metric, paths[2])
@@ -219,7 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         summarize(args.sweep, args.out, args.rare, args.metric)
-    except SweepError as err:
+    except (SweepError, StudyError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

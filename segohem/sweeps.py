@@ -26,6 +26,8 @@ from segohem.report import read_report, validated_epoch
 
 ALWAYS_KEYS = ("loss.thresh", "loss.n_min")
 """Parameter columns of every sweep (the OHEM knobs), swept or not."""
+TRIAL_KEYS = ("optuna.", "hydra.")
+"""Overrides that differ between jobs without being parameters (an Optuna sweep's trial)."""
 
 
 class SweepError(Exception):
@@ -47,7 +49,7 @@ class Job:
     """One job folder: ``overrides`` (key -> text as given; None without overrides.yaml),
     ``result`` (a validation epoch: ``mIoU``, ``mAcc``, ``aAcc`` as fractions, ``epoch``,
     ``IoU`` by class) from ``source`` (``metrics.json``, ``tensorboard`` or ""), ``status``
-    (``ok``, ``incomplete``, ``failed``) and ``params`` (column key -> value)."""
+    (``ok``, ``pruned``, ``incomplete``, ``failed``) and ``params`` (column key -> value)."""
 
     name: str
     path: Path
@@ -163,12 +165,14 @@ def read_job(job_dir: Path, which: str = "best") -> Job:
               c if isinstance(c := read_yaml(job_dir / ".hydra" / "config.yaml"), dict)
               else None)
     entry = validated_epoch(read_report(job_dir), which)
+    status = read_job_status(job_dir)
     if entry is not None:
         job.result, job.source = entry, "metrics.json"
+        if status is not None and status.get("status") == "PRUNED":
+            job.status, job.error = "pruned", describe(status)
         return job
     job.result = read_tensorboard(job_dir, which)
     job.source = "tensorboard" if job.result else ""
-    status = read_job_status(job_dir)
     failed = status is not None and status.get("status") == "FAILED"
     job.error = describe(status) if failed else "no metrics.json; " + describe(status)
     job.status = "failed" if failed or job.result is None else "incomplete"
@@ -187,7 +191,8 @@ def read_sweep(sweep: Path, which: str = "best") -> list[Job]:
 def swept_keys(jobs: Sequence[Job]) -> list[str]:
     """Override keys whose value differs between jobs, in order of first appearance."""
     known = [job.overrides for job in jobs if job.overrides is not None]
-    keys = dict.fromkeys(key for overrides in known for key in overrides)
+    keys = dict.fromkeys(key for overrides in known for key in overrides
+                         if not key.startswith(TRIAL_KEYS))
     return [key for key in keys if len({o.get(key) for o in known}) > 1]
 
 
