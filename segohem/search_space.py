@@ -79,7 +79,7 @@ def _distribution(key: str, text: Any) -> BaseDistribution | None:
         start, stop, step = value.start, value.stop, value.step
         if not step or (stop - start) / step <= 0:
             raise SearchSpaceError(f"hydra.sweeper.params.{key}={text!r}: empty range.")
-        last = start + step * (math.ceil((stop - start) / step) - 1)
+        last = start + step * (math.ceil((stop - start) / step - 1e-9) - 1)  # stop excluded
         if all(isinstance(v, int) for v in (start, stop, step)):
             return IntDistribution(start, last, step=step)
         return FloatDistribution(float(start), float(last), step=float(step))

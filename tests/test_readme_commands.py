@@ -47,6 +47,7 @@ SKIPPED: dict[tuple[str, ...], str] = {
     ("cd",): "pure shell: changes the directory",
     ("pip", "install"): "pure shell: installs packages",
     ("tensorboard",): "TensorBoard's own command line, not segohem's",
+    ("optuna-dashboard",): "optuna-dashboard's own command line (tests/sweeps read the journal)",
     ("ruff",): "the linter's own command line (CI runs it)",
 }
 """Command prefixes the test does not check, with the reason."""

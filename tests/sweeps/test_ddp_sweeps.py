@@ -11,10 +11,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import optuna
 import pytest
 import yaml
+from optuna.trial import TrialState
 
 from segohem.job_status import read_job_status
+from segohem.optuna_study import open_storage
 
 TINY_DDP = ["trainer=ddp_cpu", "dataset.image_size=[64,64]", "dataset.train_set.num_samples=32",
             "dataset.val_set.num_samples=9", "dataset.num_workers=0", "trainer.max_epochs=1",
@@ -82,28 +85,31 @@ def test_grid_multirun_with_ddp(tmp_path):
 
 
 @pytest.mark.slow
-def test_optuna_sweep_with_ddp_survives_a_failed_trial(tmp_path):
+def test_loss_family_sweep_with_ddp_prunes_a_hopeless_trial_on_every_rank(tmp_path):
+    """Two queued trials of hparams_search=loss_family under trainer=ddp_cpu: a sane OHEM one,
+    then CE with an absurd learning rate, which the median pruner (one complete trial to
+    compare with, from epoch 0) stops. Both ranks stop together (otherwise the job would hang),
+    the study records PRUNED, and the CE trial never receives OHEM parameters."""
     sweep = tmp_path / "sweep"
-    # thresh=1.5 is invalid: that trial fails, the sweep goes on (max_failure_rate).
-    params = 'hydra.sweeper.params={loss.thresh:"choice(0.6,1.5)",loss.n_min:"choice(0.02,0.1)"}'
-    done = run_cli(["hparams_search=ohem_optuna", "hydra.sweeper.n_trials=4",
-                    "hydra.sweeper.sampler.n_startup_trials=4", params, *TINY_DDP,
-                    f"hydra.sweep.dir={sweep}"], tmp_path)
+    study = optuna.create_study(storage=open_storage(str(sweep / "optuna.journal")),
+                                study_name="family", direction="maximize")
+    study.enqueue_trial({"loss": "ohem", "optimizer.lr": 0.01})
+    study.enqueue_trial({"loss": "ce", "optimizer.lr": 1e-9})
+    done = run_cli(["hparams_search=loss_family", "hydra.sweeper.study_name=family",
+                    "hydra.sweeper.n_trials=2", "hydra.sweeper.pruner.n_startup_trials=1",
+                    "hydra.sweeper.pruner.n_warmup_steps=0", *TINY_DDP, "trainer.max_epochs=4",
+                    "optimizer.lr=choice(0.01,1e-9)", f"hydra.sweep.dir={sweep}"], tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
-    jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
-    assert len(jobs) == 4
-    failed = [j for j in jobs if job_overrides(j)["loss.thresh"] == "1.5"]
-    good = [j for j in jobs if j not in failed]
-    assert failed and good, "the seeded sampler should try both thresholds"
-    for job in failed:
-        status = read_job_status(job)
-        assert status["status"] == "FAILED" and "thresh" in status["error"]["message"]
-    for job in good:
+    good, hopeless = study.trials
+    assert good.state == TrialState.COMPLETE and len(good.intermediate_values) == 4
+    assert hopeless.state == TrialState.PRUNED, hopeless.intermediate_values
+    assert len(hopeless.intermediate_values) < 4  # stopped early, on both ranks
+    assert read_job_status(sweep / "1")["status"] == "PRUNED"
+    assert "loss.thresh" in good.params and not {"loss.thresh", "loss.n_min"} & set(
+        hopeless.params)
+    assert not any(k.startswith("loss.") for k in job_overrides(sweep / "1"))
+    for job in (sweep / "0", sweep / "1"):
         ranks = rank_lines(job)
-        assert sorted(ranks) == [0, 1] and ranks[0] == ranks[1]
-        overrides = job_overrides(job)
-        assert ranks[0][1]["thresh"] == float(overrides["loss.thresh"])
-        assert ranks[0][1]["n_min"] == float(overrides["loss.n_min"])
-    results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
-    assert results["best_params"]["loss.thresh"] == 0.6
+        assert sorted(ranks) == [0, 1] and ranks[0] == ranks[1]  # same config digest
+    assert ranks[0][1]["_target_"] == "segohem.losses.CrossEntropyLoss"
     assert not (tmp_path / "multirun").exists() and not (tmp_path / "outputs").exists()
