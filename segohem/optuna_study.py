@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from filelock import FileLock
+from filelock import FileLock, Timeout
 from hydra.errors import CompactHydraException
 from hydra.utils import instantiate
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
@@ -266,8 +266,21 @@ def worker_lock(location: str, timeout_s: float = 600.0) -> Iterator[None]:
     if path is None:
         yield
         return
-    with FileLock(str(path), timeout=timeout_s):
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(path), timeout=timeout_s)
+        lock.acquire()
+    except Timeout:
+        raise StudyError(f"{path}: another worker has held this lock for {timeout_s:.0f} s; if "
+                         f"no worker of this study runs, delete the file.") from None
+    except OSError as err:
+        raise StudyError(f"hydra.sweeper.storage={_redact(location)!r}: cannot open the study "
+                         f"storage (cannot create {path}: {err}). Use a folder this user can "
+                         f"write to.") from None
+    try:
         yield
+    finally:
+        lock.release()
 
 
 class Heartbeat:

@@ -96,6 +96,8 @@ def test_a_killed_sweep_resumes_keeping_finished_trials(tmp_path):
     (["hydra.sweeper.storage=postgresql://user:secret@127.0.0.1:1/db"],
      "cannot open the study storage"),
     (["hydra.sweeper.storage=mongodb://127.0.0.1/db"], "unknown scheme"),
+    (["hydra.sweeper.storage='sqlite:////proc/no/study.db'"], "cannot open the study storage"),
+    (["hydra.sweeper.storage=/tmp/study.txt"], "a file storage must end in .journal"),
     (['+hydra.sweeper.params.z="choice(1,2)"'], "no key 'z' in the config"),
     (['hydra.sweeper.params.x="range(3,1)"'], "hydra.sweeper.params.x='range(3,1)': empty"),
     (["+hydra.sweeper.when.x={y:[c]}"], "not among the choices of y"),
