@@ -15,11 +15,9 @@ from segohem.losses import CrossEntropyLoss, MinorityRectificationLoss, OhemCELo
 from segohem.training import ConfigError, check_config, train
 from tests._support.configs import (
     REPO,
-    TINY,
     compose_config,
     compose_train,
     group_options,
-    real_dataset_overrides,
 )
 
 OPTIONS = [(group, option) for group, options in group_options().items() for option in options]
@@ -31,12 +29,11 @@ def test_every_group_is_present():
 
 
 @pytest.mark.parametrize("option", group_options(set())["transforms"])
-def test_every_transform_pipeline_is_selectable_and_runs(option, tmp_path):
+def test_every_transform_pipeline_is_selectable_and_runs(option, folder_dataset, tmp_path):
     """conf/transforms/: picked by the dataset configs, replaceable from the command line."""
     import numpy as np
 
-    overrides = [*real_dataset_overrides("folder", tmp_path / "data"),
-                 f"transforms@dataset.train_transform={option}"]
+    overrides = [*folder_dataset, f"transforms@dataset.train_transform={option}"]
     cfg = compose_train(overrides, tmp_path)
     resolve_auto_geometry(cfg.dataset)
     pipeline = instantiate(cfg.dataset.train_transform)
@@ -55,12 +52,11 @@ def test_eval_and_predict_share_the_inference_settings():
 
 
 @pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
-def test_option_composes_and_instantiates(group, option, tmp_path):
+def test_option_composes_and_instantiates(group, option, dataset_tree, tiny_config, tmp_path):
     if group == "dataset" and option != "synthetic":  # a tiny tree in the real layout
-        overrides = real_dataset_overrides(option, tmp_path / "data")
+        cfg = compose_train(dataset_tree(option), tmp_path)
     else:
-        overrides = [f"{group}={option}", *TINY]
-    cfg = compose_train(overrides, tmp_path)
+        cfg = tiny_config(f"{group}={option}")
     check_config(cfg)
     node = cfg.get(group) if group not in ("experiment", "debug") else None
     if group == "dataset":
@@ -137,23 +133,23 @@ def test_unknown_option_and_typo_fail_at_composition():
         compose_train(["loss.thres=0.6"])
 
 
-def test_bad_thresh_fails_before_training(tmp_path):
-    cfg = compose_train(["loss.thresh=1.5", *TINY], tmp_path)
+def test_bad_thresh_fails_before_training(tiny_config, tmp_path):
+    cfg = tiny_config("loss.thresh=1.5")
     with pytest.raises(Exception, match=r"thresh must be a number in \(0, 1\], got 1\.5"):
         train(cfg)
     assert not (tmp_path / "checkpoints").exists()
 
 
-def test_num_classes_mismatch_fails_before_training(tmp_path):
-    cfg = compose_train(["model.num_classes=5", *TINY], tmp_path)
+def test_num_classes_mismatch_fails_before_training(tiny_config, tmp_path):
+    cfg = tiny_config("model.num_classes=5")
     with pytest.raises(ConfigError, match=r"model\.num_classes=5 disagrees with "
                                           r"dataset\.num_classes=6"):
         train(cfg)
     assert not (tmp_path / "checkpoints").exists()
 
 
-def test_missing_checkpoint_fails_before_training(tmp_path):
-    cfg = compose_train(["ckpt_path=last", *TINY], tmp_path)
+def test_missing_checkpoint_fails_before_training(tiny_config):
+    cfg = tiny_config("ckpt_path=last")
     with pytest.raises(ConfigError, match=r"no checkpoint file at .*last\.ckpt"):
         train(cfg)
 
@@ -194,6 +190,11 @@ def test_configs_work_from_an_installed_wheel(tmp_path):
         "with initialize_config_module(version_base='1.3', config_module='segohem.conf'):\n"
         "    cfg = compose('train', overrides=['loss=topk', 'model=deeplabv3plus'])\n"
         "assert cfg.loss.top_k == 0.2 and cfg.model.arch == 'DeepLabV3Plus'\n"
+        # The sweeper plugin ships in the wheel and Hydra's own plugin scan finds it.
+        "from hydra.core.plugins import Plugins\n"
+        "from hydra.plugins.sweeper import Sweeper\n"
+        "found = [c.__module__ for c in Plugins.instance().discover(Sweeper)]\n"
+        "assert 'hydra_plugins.segohem_sweeper.optuna_sweeper' in found, found\n"
     )
     env = {"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"}
     subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=tmp_path)

@@ -1,5 +1,6 @@
 """segohem-eval: checkpoint -> metrics.json, whole / sliding window / TTA, exact under DDP,
-clear errors for corrupt or mismatched checkpoints."""
+clear errors for corrupt or mismatched checkpoints. The trained runs are the session fixtures
+of tests/cli/conftest.py."""
 
 from __future__ import annotations
 
@@ -9,86 +10,52 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_module
-from hydra.core.global_hydra import GlobalHydra
 from omegaconf import open_dict
 
 from segohem.checkpoint import CheckpointError
 from segohem.evaluation import evaluate
-from segohem.training import train
-from tests._support import data_trees
-from tests._support.configs import TINY, compose_train
-
-
-def compose_eval(overrides: list[str], output_dir: Path):
-    GlobalHydra.instance().clear()
-    with initialize_config_module(version_base="1.3", config_module="segohem.conf"):
-        cfg = compose("eval", overrides=overrides)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(output_dir)
-    return cfg
+from tests._support.configs import compose_config
 
 
 def run_eval(overrides: list[str], output_dir: Path) -> dict:
-    evaluate(compose_eval(["num_workers=0", "trainer.enable_progress_bar=false", *overrides],
-                          output_dir))
+    cfg = compose_config("eval", ["num_workers=0", "trainer.enable_progress_bar=false",
+                                  *overrides])
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(output_dir)
+    evaluate(cfg)
     return json.loads((output_dir / "metrics.json").read_text())
 
 
-@pytest.fixture(scope="module")
-def synthetic_run(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("train")
-    train(compose_train([*TINY, "dataset.val_set.num_samples=9", "logger=none"], out))
-    return out
-
-
-@pytest.fixture(scope="module")
-def cityscapes_run(tmp_path_factory) -> tuple[Path, Path]:
-    base = tmp_path_factory.mktemp("cs")
-    root = data_trees.make_cityscapes(base / "data", per_city=2, size=(64, 128))
-    out = base / "run"
-    train(compose_train(["dataset=cityscapes", f"dataset.root={root}",
-                         "dataset.crop_size=[64,128]", "dataset.batch_size=2",
-                         "dataset.num_workers=0", "trainer.max_epochs=1",
-                         "min_train_steps=null", "logger=none",
-                         "trainer.enable_progress_bar=false",
-                         "trainer.enable_model_summary=false"], out))
-    return root, out
-
-
 @pytest.mark.slow
-def test_eval_reproduces_the_training_validation(synthetic_run, tmp_path):
-    ckpt = synthetic_run / "checkpoints" / "last.ckpt"
-    metrics = run_eval([f"ckpt_path={ckpt}"], tmp_path / "whole")
-    trained = json.loads((synthetic_run / "metrics.json").read_text())["last"]
+def test_eval_reproduces_the_training_validation(tiny_run, tiny_checkpoint, tmp_path):
+    metrics = run_eval([f"ckpt_path={tiny_checkpoint}"], tmp_path / "whole")
+    trained = json.loads((tiny_run / "metrics.json").read_text())["last"]
     assert metrics["mIoU"] == trained["mIoU"] and metrics["IoU"] == trained["IoU"]
     assert metrics["samples"] == 9 and metrics["split"] == "val"
-    assert metrics["checkpoint"] == str(ckpt.resolve())
+    assert metrics["checkpoint"] == str(tiny_checkpoint.resolve())
 
 
 @pytest.mark.slow
-def test_sliding_window_covering_the_image_equals_whole(synthetic_run, tmp_path):
-    ckpt = synthetic_run / "checkpoints" / "last.ckpt"
-    whole = run_eval([f"ckpt_path={ckpt}"], tmp_path / "whole")
-    slide = run_eval([f"ckpt_path={ckpt}", "eval.mode=slide", "eval.crop_size=[64,64]",
-                      "eval.stride=[64,64]"], tmp_path / "slide")
+def test_sliding_window_covering_the_image_equals_whole(tiny_checkpoint, tmp_path):
+    whole = run_eval([f"ckpt_path={tiny_checkpoint}"], tmp_path / "whole")
+    slide = run_eval([f"ckpt_path={tiny_checkpoint}", "eval.mode=slide",
+                      "eval.crop_size=[64,64]", "eval.stride=[64,64]"], tmp_path / "slide")
     assert slide["IoU"] == whole["IoU"]
-    overlap = run_eval([f"ckpt_path={ckpt}", "eval.mode=slide", "eval.crop_size=[32,32]",
-                        "eval.stride=[16,16]"], tmp_path / "overlap")
+    overlap = run_eval([f"ckpt_path={tiny_checkpoint}", "eval.mode=slide",
+                        "eval.crop_size=[32,32]", "eval.stride=[16,16]"], tmp_path / "overlap")
     assert 0.0 <= overlap["mIoU"] <= 1.0
 
 
 @pytest.mark.slow
-def test_multiscale_flip_tta(synthetic_run, tmp_path):
-    ckpt = synthetic_run / "checkpoints" / "last.ckpt"
-    tta = run_eval([f"ckpt_path={ckpt}", "eval.scales=[0.75,1.0,1.25]", "eval.flip=true"],
-                   tmp_path / "tta")
+def test_multiscale_flip_tta(tiny_checkpoint, tmp_path):
+    tta = run_eval([f"ckpt_path={tiny_checkpoint}", "eval.scales=[0.75,1.0,1.25]",
+                    "eval.flip=true"], tmp_path / "tta")
     assert 0.0 <= tta["mIoU"] <= 1.0 and tta["eval"]["flip"] is True
 
 
 @pytest.mark.slow
 def test_eval_on_a_cityscapes_tree(cityscapes_run, tmp_path):
-    root, run = cityscapes_run
+    root, run, _ = cityscapes_run
     ckpt = run / "checkpoints" / "last.ckpt"
     explicit = run_eval([f"ckpt_path={ckpt}", "dataset=cityscapes", f"dataset.root={root}"],
                         tmp_path / "explicit")
@@ -99,11 +66,10 @@ def test_eval_on_a_cityscapes_tree(cityscapes_run, tmp_path):
 
 
 @pytest.mark.slow
-def test_two_process_eval_gives_the_same_numbers(synthetic_run, tmp_path):
-    ckpt = synthetic_run / "checkpoints" / "last.ckpt"
-    single = run_eval([f"ckpt_path={ckpt}"], tmp_path / "single")
+def test_two_process_eval_gives_the_same_numbers(tiny_checkpoint, tmp_path):
+    single = run_eval([f"ckpt_path={tiny_checkpoint}"], tmp_path / "single")
     done = subprocess.run(
-        [sys.executable, "-m", "segohem.eval", f"ckpt_path={ckpt}", "trainer=ddp_cpu",
+        [sys.executable, "-m", "segohem.eval", f"ckpt_path={tiny_checkpoint}", "trainer=ddp_cpu",
          "num_workers=0", "trainer.enable_progress_bar=false",
          f"hydra.run.dir={tmp_path / 'ddp'}"], capture_output=True, text=True, timeout=600,
         cwd=tmp_path)
@@ -123,9 +89,8 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
 
 
 @pytest.mark.slow
-def test_checkpoint_of_other_classes_is_a_clear_error(synthetic_run, cityscapes_run, tmp_path):
-    root, _ = cityscapes_run
-    ckpt = synthetic_run / "checkpoints" / "last.ckpt"
+def test_checkpoint_of_other_classes_is_a_clear_error(tiny_checkpoint, cityscapes_run, tmp_path):
+    root, _, _ = cityscapes_run
     with pytest.raises(CheckpointError, match=r"trained for 6 classes .* the data has 19"):
-        run_eval([f"ckpt_path={ckpt}", "dataset=cityscapes", f"dataset.root={root}"],
+        run_eval([f"ckpt_path={tiny_checkpoint}", "dataset=cityscapes", f"dataset.root={root}"],
                  tmp_path / "out")

@@ -1,4 +1,5 @@
-"""segohem-export: ONNX and TorchScript exports with dynamic sizes, parity, the sidecar."""
+"""segohem-export: ONNX and TorchScript exports with dynamic sizes, parity, the sidecar. The
+trained checkpoint is the session fixture ``tiny_checkpoint`` of tests/cli/conftest.py."""
 
 from __future__ import annotations
 
@@ -11,22 +12,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_module
-from hydra.core.global_hydra import GlobalHydra
 
 from segohem.checkpoint import CheckpointError, load_model
 from segohem.inference import padded_logits
 from segohem.model_export import ExportError, export
-from tests._support.configs import TINY, compose_train
-
-FAST_TRAIN = ["logger=none", "trainer.num_sanity_val_steps=0", "trainer.limit_train_batches=2",
-              "trainer.limit_val_batches=1", "dataset.batch_size=4"]
+from tests._support.configs import compose_config
 
 
 def compose_export(overrides: list[str]):
-    GlobalHydra.instance().clear()
-    with initialize_config_module(version_base="1.3", config_module="segohem.conf"):
-        return compose("export", overrides=overrides)
+    return compose_config("export", overrides)
 
 
 def reference_logits(ckpt: Path, x: torch.Tensor) -> np.ndarray:
@@ -36,26 +30,17 @@ def reference_logits(ckpt: Path, x: torch.Tensor) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def ckpt(tmp_path_factory) -> Path:
-    from segohem.training import train
-
-    out = tmp_path_factory.mktemp("run")
-    train(compose_train([*TINY, *FAST_TRAIN], out))
-    return out / "checkpoints" / "last.ckpt"
-
-
-@pytest.fixture(scope="module")
-def onnx_export(ckpt):
+def onnx_export(tiny_checkpoint):
     """The default export (ONNX, dynamo exporter, next to the checkpoint) at 64x96."""
-    return export(compose_export([f"ckpt_path={ckpt}", "height=64", "width=96"]))
+    return export(compose_export([f"ckpt_path={tiny_checkpoint}", "height=64", "width=96"]))
 
 
 @pytest.mark.slow
-def test_onnx_export_has_dynamic_sizes_and_matches_pytorch(ckpt, onnx_export):
+def test_onnx_export_has_dynamic_sizes_and_matches_pytorch(tiny_checkpoint, onnx_export):
     import onnx
     import onnxruntime as ort
 
-    assert onnx_export.path == ckpt.with_suffix(".onnx") and onnx_export.path.is_file()
+    assert onnx_export.path == tiny_checkpoint.with_suffix(".onnx") and onnx_export.path.is_file()
     diffs = onnx_export.max_abs_diff
     assert list(diffs) == ["2x3x64x96", "1x3x128x160", "1x3x141x167"]  # export, +64, odd
     assert max(diffs.values()) <= 1e-4, diffs
@@ -71,14 +56,14 @@ def test_onnx_export_has_dynamic_sizes_and_matches_pytorch(ckpt, onnx_export):
     x = torch.randn(3, 3, 50, 70)  # another batch, off the 32 grid
     got = session.run(None, {"image": x.numpy()})[0]
     assert got.shape == (3, 6, 50, 70)
-    np.testing.assert_allclose(got, reference_logits(ckpt, x), rtol=0, atol=1e-4)
+    np.testing.assert_allclose(got, reference_logits(tiny_checkpoint, x), rtol=0, atol=1e-4)
 
 
 @pytest.mark.slow
-def test_sidecar_describes_the_model(ckpt, onnx_export):
-    assert onnx_export.sidecar == ckpt.with_name("last.onnx.json")
+def test_sidecar_describes_the_model(tiny_checkpoint, onnx_export):
+    assert onnx_export.sidecar == tiny_checkpoint.with_name("last.onnx.json")
     info = json.loads(onnx_export.sidecar.read_text())
-    loaded = load_model(ckpt)
+    loaded = load_model(tiny_checkpoint)
     assert info["format"] == "onnx" and info["model_file"] == "last.onnx"
     assert info["class_names"] == ["background", "blob", "box", "line", "dot", "ring"]
     assert info["num_classes"] == 6
@@ -96,9 +81,9 @@ def test_sidecar_describes_the_model(ckpt, onnx_export):
 
 
 @pytest.mark.slow
-def test_torchscript_export_matches_pytorch_at_other_sizes(ckpt, tmp_path):
-    result = export(compose_export([f"ckpt_path={ckpt}", "format=torchscript", "height=64",
-                                    "width=64", f"output={tmp_path / 'model.pt'}"]))
+def test_torchscript_export_matches_pytorch_at_other_sizes(tiny_checkpoint, tmp_path):
+    result = export(compose_export([f"ckpt_path={tiny_checkpoint}", "format=torchscript",
+                                    "height=64", "width=64", f"output={tmp_path / 'model.pt'}"]))
     assert result.path == tmp_path / "model.pt"
     assert max(result.max_abs_diff.values()) <= 1e-4, result.max_abs_diff
     print("torchscript parity:", result.max_abs_diff)
@@ -109,13 +94,13 @@ def test_torchscript_export_matches_pytorch_at_other_sizes(ckpt, tmp_path):
     with torch.no_grad():
         got = scripted(x).numpy()
     assert got.shape == (2, 6, 96, 40)
-    np.testing.assert_allclose(got, reference_logits(ckpt, x), rtol=0, atol=1e-4)
+    np.testing.assert_allclose(got, reference_logits(tiny_checkpoint, x), rtol=0, atol=1e-4)
 
 
 @pytest.mark.slow
-def test_parity_above_atol_fails(ckpt, tmp_path):
+def test_parity_above_atol_fails(tiny_checkpoint, tmp_path):
     """(also the TorchScript-based ONNX exporter, dynamo=false)"""
-    cfg = compose_export([f"ckpt_path={ckpt}", "dynamo=false", "height=64", "width=64",
+    cfg = compose_export([f"ckpt_path={tiny_checkpoint}", "dynamo=false", "height=64", "width=64",
                           f"output={tmp_path / 'm.onnx'}", "atol=0"])
     with pytest.raises(ExportError, match=r"m\.onnx differs from PyTorch by up to .* > "
                                           r"atol=0"):
@@ -141,10 +126,11 @@ def test_output_may_not_be_the_checkpoint(tmp_path):
 
 
 @pytest.mark.slow
-def test_cli(ckpt, tmp_path):
+def test_cli(tiny_checkpoint, tmp_path):
     out = tmp_path / "cli.pt"
-    args = [sys.executable, "-m", "segohem.export", f"ckpt_path={ckpt}", "format=torchscript",
-            "height=32", "width=64", f"output={out}", f"hydra.run.dir={tmp_path / 'hydra'}"]
+    args = [sys.executable, "-m", "segohem.export", f"ckpt_path={tiny_checkpoint}",
+            "format=torchscript", "height=32", "width=64", f"output={out}",
+            f"hydra.run.dir={tmp_path / 'hydra'}"]
     done = subprocess.run(args, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert out.is_file() and (tmp_path / "cli.pt.json").is_file()

@@ -1,4 +1,5 @@
-"""segohem-predict: every output format, Cityscapes labelIds, path safety, bad inputs."""
+"""segohem-predict: every output format, Cityscapes labelIds, path safety, bad inputs. The
+trained checkpoints are the session fixtures of tests/cli/conftest.py."""
 
 from __future__ import annotations
 
@@ -10,8 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_module
-from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 from PIL import Image
 
@@ -20,16 +19,11 @@ from segohem.data import SyntheticDataset
 from segohem.inference import InferenceConfig, predict_scores
 from segohem.prediction import PredictError, predict, safe_destination
 from tests._support import data_trees
-from tests._support.configs import TINY, compose_train
-
-FAST_TRAIN = ["logger=none", "trainer.num_sanity_val_steps=0", "trainer.limit_train_batches=2",
-              "trainer.limit_val_batches=1"]
+from tests._support.configs import compose_config
 
 
 def compose_predict(overrides: list[str]):
-    GlobalHydra.instance().clear()
-    with initialize_config_module(version_base="1.3", config_module="segohem.conf"):
-        return compose("predict", overrides=overrides)
+    return compose_config("predict", overrides)
 
 
 def run_predict(ckpt: Path, source: Path, output: Path, *extra: str):
@@ -54,15 +48,6 @@ def expected_ids(ckpt: Path, image_file: Path, eval_cfg: InferenceConfig | None 
 
 
 @pytest.fixture(scope="module")
-def synthetic_ckpt(tmp_path_factory) -> Path:
-    from segohem.training import train
-
-    out = tmp_path_factory.mktemp("synthetic_run")
-    train(compose_train([*TINY, *FAST_TRAIN, "dataset.batch_size=4"], out))
-    return out / "checkpoints" / "last.ckpt"
-
-
-@pytest.fixture(scope="module")
 def image_dir(tmp_path_factory) -> Path:
     """Three 64x64 PNGs (one 48x80, off the 32 grid) and a JPEG in a sub-folder."""
     root = tmp_path_factory.mktemp("images")
@@ -77,29 +62,20 @@ def image_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def cityscapes_run(tmp_path_factory) -> tuple[Path, Path]:
+def cityscapes_ckpt(cityscapes_run) -> tuple[Path, Path]:
     """A 19-class checkpoint trained briefly on a Cityscapes-layout tree, and the tree."""
-    from segohem.training import train
-
-    tmp = tmp_path_factory.mktemp("cityscapes")
-    root = data_trees.make_cityscapes(tmp / "cityscapes", size=(64, 128), per_city=1)
-    out = tmp / "run"
-    train(compose_train(["dataset=cityscapes", f"dataset.root={root}",
-                         "dataset.crop_size=[64,128]", "dataset.batch_size=2",
-                         "dataset.num_workers=0", "trainer.max_epochs=1", "min_train_steps=null",
-                         "trainer.enable_progress_bar=false",
-                         "trainer.enable_model_summary=false", *FAST_TRAIN], out))
-    return out / "checkpoints" / "last.ckpt", root
+    root, run_dir, _ = cityscapes_run
+    return run_dir / "checkpoints" / "last.ckpt", root
 
 
 @pytest.mark.slow
-def test_color_format_is_a_palette_png_of_class_ids(synthetic_ckpt, image_dir, tmp_path):
-    result = run_predict(synthetic_ckpt, image_dir, tmp_path / "out")
+def test_color_format_is_a_palette_png_of_class_ids(tiny_checkpoint, image_dir, tmp_path):
+    result = run_predict(tiny_checkpoint, image_dir, tmp_path / "out")
     names = sorted(p.name for p in (tmp_path / "out").iterdir() if p.is_file())
     assert names == ["img0.png", "img1.png", "img2.png", "wide.png"]
     assert not (tmp_path / "out" / "sub").exists()  # not recursive
     assert len(result.written) == 4 and not result.skipped
-    palette = cached_model(synthetic_ckpt).palette
+    palette = cached_model(tiny_checkpoint).palette
     for name in names:
         image = Image.open(tmp_path / "out" / name)
         assert image.mode == "P"
@@ -107,16 +83,16 @@ def test_color_format_is_a_palette_png_of_class_ids(synthetic_ckpt, image_dir, t
         assert image.getpalette()[:3 * len(palette)] == [c for rgb in palette for c in rgb]
         ids = np.asarray(image)
         assert ids.max() < len(palette)
-        np.testing.assert_array_equal(ids, expected_ids(synthetic_ckpt, image_dir / name))
+        np.testing.assert_array_equal(ids, expected_ids(tiny_checkpoint, image_dir / name))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("options", [[], ["eval.mode=slide", "eval.crop_size=[32,32]",
                                           "eval.stride=[16,16]", "eval.flip=true",
                                           "eval.scales=[0.75,1.0]"]])
-def test_id_format_equals_argmax_of_predict_scores(synthetic_ckpt, image_dir, tmp_path,
+def test_id_format_equals_argmax_of_predict_scores(tiny_checkpoint, image_dir, tmp_path,
                                                    options):
-    run_predict(synthetic_ckpt, image_dir, tmp_path, "format=id", "recursive=true", *options)
+    run_predict(tiny_checkpoint, image_dir, tmp_path, "format=id", "recursive=true", *options)
     eval_cfg = InferenceConfig(**compose_predict(
         ["ckpt_path=x", "input=x", "output=x", *options]).eval)
     for source in [image_dir / "img0.png", image_dir / "wide.png", image_dir / "sub/deep.jpg"]:
@@ -124,32 +100,32 @@ def test_id_format_equals_argmax_of_predict_scores(synthetic_ckpt, image_dir, tm
         image = Image.open(written)
         assert image.mode == "L"
         np.testing.assert_array_equal(np.asarray(image),
-                                      expected_ids(synthetic_ckpt, source, eval_cfg))
+                                      expected_ids(tiny_checkpoint, source, eval_cfg))
 
 
 @pytest.mark.slow
-def test_overlay_format(synthetic_ckpt, image_dir, tmp_path):
-    run_predict(synthetic_ckpt, image_dir, tmp_path / "jpg", "format=overlay", "recursive=true")
+def test_overlay_format(tiny_checkpoint, image_dir, tmp_path):
+    run_predict(tiny_checkpoint, image_dir, tmp_path / "jpg", "format=overlay", "recursive=true")
     assert sorted(p.relative_to(tmp_path / "jpg").as_posix()
                   for p in (tmp_path / "jpg").rglob("*") if p.is_file()) == [
         "img0.jpg", "img1.jpg", "img2.jpg", "sub/deep.jpg", "wide.jpg"]
     assert Image.open(tmp_path / "jpg" / "img0.jpg").mode == "RGB"
     # alpha=1 as PNG: exactly the colour mask; alpha=0: exactly the image.
-    run_predict(synthetic_ckpt, image_dir, tmp_path / "a1", "format=overlay", "overlay_ext=png",
+    run_predict(tiny_checkpoint, image_dir, tmp_path / "a1", "format=overlay", "overlay_ext=png",
                 "overlay_alpha=1.0")
-    palette = np.asarray(cached_model(synthetic_ckpt).palette, np.uint8)
-    ids = expected_ids(synthetic_ckpt, image_dir / "img1.png")
+    palette = np.asarray(cached_model(tiny_checkpoint).palette, np.uint8)
+    ids = expected_ids(tiny_checkpoint, image_dir / "img1.png")
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "a1" / "img1.png")),
                                   palette[ids])
-    run_predict(synthetic_ckpt, image_dir / "img1.png", tmp_path / "a0", "format=overlay",
+    run_predict(tiny_checkpoint, image_dir / "img1.png", tmp_path / "a0", "format=overlay",
                 "overlay_ext=png", "overlay_alpha=0")
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "a0" / "img1.png")),
                                   np.asarray(Image.open(image_dir / "img1.png")))
 
 
 @pytest.mark.slow
-def test_cityscapes_format_writes_official_label_ids(cityscapes_run, tmp_path):
-    ckpt, root = cityscapes_run
+def test_cityscapes_format_writes_official_label_ids(cityscapes_ckpt, tmp_path):
+    ckpt, root = cityscapes_ckpt
     source = root / "leftImg8bit" / "val"
     out = tmp_path / "results"
     run_predict(ckpt, source, out, "format=cityscapes")  # city sub-folders: found without
@@ -157,7 +133,7 @@ def test_cityscapes_format_writes_official_label_ids(cityscapes_run, tmp_path):
     inputs = sorted(source.rglob("*_leftImg8bit.png"))
     written = sorted(out.rglob("*.png"))
     assert [p.relative_to(out) for p in written] == [p.relative_to(source) for p in inputs]
-    # the official table (tests/data_trees, independent of segohem): trainId -> labelId
+    # the official table (tests/_support/data_trees, independent of segohem): trainId -> labelId
     to_label = {t: lab for lab, t in data_trees.CITYSCAPES_LABEL_TO_TRAIN.items() if t != 255}
     assert sorted(to_label) == list(range(19))
     for image_file, result in zip(inputs, written, strict=True):
@@ -171,10 +147,10 @@ def test_cityscapes_format_writes_official_label_ids(cityscapes_run, tmp_path):
 
 @pytest.mark.slow
 def test_cityscapes_format_needs_a_19_class_checkpoint_and_cityscapes_names(
-        synthetic_ckpt, cityscapes_run, image_dir, tmp_path):
-    ckpt, root = cityscapes_run
+        tiny_checkpoint, cityscapes_ckpt, image_dir, tmp_path):
+    ckpt, root = cityscapes_ckpt
     with pytest.raises(CheckpointError, match=r"19 Cityscapes classes.*trained for 6 classes"):
-        run_predict(synthetic_ckpt, root / "leftImg8bit" / "val", tmp_path / "a",
+        run_predict(tiny_checkpoint, root / "leftImg8bit" / "val", tmp_path / "a",
                     "format=cityscapes", "recursive=true")
     with pytest.raises(PredictError, match=r"img0\.png: format=cityscapes needs Cityscapes "
                                            r"file names"):
@@ -183,7 +159,7 @@ def test_cityscapes_format_needs_a_19_class_checkpoint_and_cityscapes_names(
 
 
 @pytest.mark.slow
-def test_symlinked_output_subfolder_pointing_outside_is_refused(synthetic_ckpt, image_dir,
+def test_symlinked_output_subfolder_pointing_outside_is_refused(tiny_checkpoint, image_dir,
                                                                 tmp_path):
     outside = tmp_path / "outside"
     outside.mkdir()
@@ -191,7 +167,7 @@ def test_symlinked_output_subfolder_pointing_outside_is_refused(synthetic_ckpt, 
     out.mkdir()
     os.symlink(outside, out / "sub")
     with pytest.raises(PredictError, match=r"outside the output folder"):
-        run_predict(synthetic_ckpt, image_dir, out, "recursive=true")
+        run_predict(tiny_checkpoint, image_dir, out, "recursive=true")
     assert not any(outside.iterdir())
     assert not (out / "img0.png").exists()  # checked before anything is written
 
@@ -207,31 +183,31 @@ def test_destinations_cannot_leave_the_output_folder(tmp_path):
 
 
 @pytest.mark.slow
-def test_input_files_are_never_overwritten(synthetic_ckpt, image_dir, tmp_path):
+def test_input_files_are_never_overwritten(tiny_checkpoint, image_dir, tmp_path):
     source = tmp_path / "in"
     source.mkdir()
     for name in ("img0.png", "img1.png"):
         (source / name).write_bytes((image_dir / name).read_bytes())
     before = {p.name: p.read_bytes() for p in source.iterdir()}
     with pytest.raises(PredictError, match=r"would overwrite the input file"):
-        run_predict(synthetic_ckpt, source, source, "format=id")
+        run_predict(tiny_checkpoint, source, source, "format=id")
     assert {p.name: p.read_bytes() for p in source.iterdir()} == before
     # an output folder inside the input: its files are not taken as inputs on a rerun
     for _ in range(2):
-        result = run_predict(synthetic_ckpt, source, source / "pred", "recursive=true")
+        result = run_predict(tiny_checkpoint, source, source / "pred", "recursive=true")
         assert len(result.written) == 2
 
 
 @pytest.mark.slow
-def test_unreadable_image_is_named_or_skipped(synthetic_ckpt, image_dir, tmp_path):
+def test_unreadable_image_is_named_or_skipped(tiny_checkpoint, image_dir, tmp_path):
     source = tmp_path / "in"
     source.mkdir()
     (source / "good.png").write_bytes((image_dir / "img0.png").read_bytes())
     (source / "broken.png").write_bytes((image_dir / "img1.png").read_bytes()[:200])
     (source / "notes.txt").write_text("not an image, not listed")
     with pytest.raises(PredictError, match=r"broken\.png: unreadable or truncated.*skip_bad"):
-        run_predict(synthetic_ckpt, source, tmp_path / "a")
-    result = run_predict(synthetic_ckpt, source, tmp_path / "b", "skip_bad=true")
+        run_predict(tiny_checkpoint, source, tmp_path / "a")
+    result = run_predict(tiny_checkpoint, source, tmp_path / "b", "skip_bad=true")
     assert [p.name for p in result.written] == ["good.png"]
     assert [p.name for p, _ in result.skipped] == ["broken.png"]
 
@@ -255,17 +231,17 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path, content):
 
 
 @pytest.mark.slow
-def test_truncated_checkpoint_is_a_clear_error(synthetic_ckpt, image_dir, tmp_path):
+def test_truncated_checkpoint_is_a_clear_error(tiny_checkpoint, image_dir, tmp_path):
     ckpt = tmp_path / "truncated.ckpt"
-    ckpt.write_bytes(synthetic_ckpt.read_bytes()[:50_000])
+    ckpt.write_bytes(tiny_checkpoint.read_bytes()[:50_000])
     with pytest.raises(CheckpointError, match=r"truncated\.ckpt: not a readable"):
         run_predict(ckpt, image_dir, tmp_path / "out")
 
 
 @pytest.mark.slow
-def test_cli(synthetic_ckpt, image_dir, tmp_path):
+def test_cli(tiny_checkpoint, image_dir, tmp_path):
     out = tmp_path / "pred"
-    args = [sys.executable, "-m", "segohem.predict", f"ckpt_path={synthetic_ckpt}",
+    args = [sys.executable, "-m", "segohem.predict", f"ckpt_path={tiny_checkpoint}",
             f"input={image_dir}", f"output={out}", "format=id", "recursive=true",
             f"hydra.run.dir={tmp_path / 'hydra'}"]
     done = subprocess.run(args, capture_output=True, text=True, timeout=300)
@@ -274,7 +250,7 @@ def test_cli(synthetic_ckpt, image_dir, tmp_path):
     assert (out / "sub" / "deep.png").is_file()
     assert not list((tmp_path / "hydra").glob("*.png"))  # predictions only in `output`
     np.testing.assert_array_equal(np.asarray(Image.open(out / "img2.png")),
-                                  expected_ids(synthetic_ckpt, image_dir / "img2.png"))
+                                  expected_ids(tiny_checkpoint, image_dir / "img2.png"))
 
     bad = tmp_path / "corrupt.ckpt"
     bad.write_bytes(os.urandom(1000))

@@ -1,20 +1,28 @@
 """segohem-train (segohem.training.train, ``python -m segohem.train``): short real runs that
 learn, the run directory (checkpoints, metrics.json, TensorBoard), resume and SIGKILL, a run on
 a Cityscapes-layout tree through the CLI, loss=crl start-up (alpha from the class counts) and
-its statistics, the mining summary and end-of-run line, log lines, compile=true."""
+its statistics, the mining summary and end-of-run line, log lines, compile=true.
+
+Runs are shared where the tests only read them: ``resumed_run`` (two epochs, resumed for a
+third) serves the resume and mining tests, ``cityscapes_run`` (tests/cli/conftest.py) also
+serves segohem-eval and segohem-predict."""
 
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from hydra.utils import instantiate
+from omegaconf import DictConfig
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from segohem.data.class_counts import class_pixel_counts
@@ -45,7 +53,6 @@ def majority_class_miou(cfg) -> float:
     return float(iou_majority / present)
 
 
-
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
@@ -55,13 +62,11 @@ def trained_run(tmp_path_factory):
     return cfg, out, best
 
 
-
 @pytest.mark.slow
 def test_short_run_learns(trained_run):
     cfg, _, best = trained_run
     baseline = majority_class_miou(cfg)
     assert best > baseline + 0.1, (best, baseline)
-
 
 
 @pytest.mark.slow
@@ -76,7 +81,6 @@ def test_run_directory_contents(trained_run):
     assert metrics["last"]["epoch"] == 3
     checkpoint = torch.load(out / "checkpoints" / "last.ckpt", weights_only=False)
     assert checkpoint["segohem"]["config"]["loss"]["_target_"] == "segohem.losses.OhemDiceLoss"
-
 
 
 @pytest.mark.slow
@@ -98,18 +102,47 @@ def test_tensorboard_has_scalars_images_and_hparams(trained_run):
     assert b"val/mIoU_best" in blob and b"loss/thresh" in blob
 
 
+@dataclass
+class ResumedRun:
+    cfg: DictConfig  # the resumed run's config
+    out: Path  # the run directory
+    first: dict  # metrics.json after the first two epochs
+    messages: list[str]  # what segohem.training logged in the resumed run
+    after_two_epochs: Path  # a copy of last.ckpt after the first two epochs (another folder)
+
+
+@pytest.fixture(scope="module")
+def resumed_run(tmp_path_factory) -> ResumedRun:
+    """Two epochs of the tiny synthetic run, then resumed in its own directory for a third
+    (``ckpt_path=last``), with the resumed run's log messages. Shared by the resume tests and
+    the mining diagnostics."""
+    out = tmp_path_factory.mktemp("resumed_run")
+    train(compose_train([*TINY, "trainer.max_epochs=2"], out))
+    first = json.loads((out / "metrics.json").read_text())
+    after_two_epochs = tmp_path_factory.mktemp("after_two_epochs") / "last.ckpt"
+    shutil.copyfile(out / "checkpoints" / "last.ckpt", after_two_epochs)
+    resumed = compose_train([*TINY, "trainer.max_epochs=3", "ckpt_path=last"], out)
+    logger = logging.getLogger("segohem.training")
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        train(resumed)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    return ResumedRun(resumed, out, first, [r.getMessage() for r in records], after_two_epochs)
+
 
 @pytest.mark.slow
-def test_resume_continues_epoch_and_step(tmp_path):
-    first = compose_train([*TINY, "trainer.max_epochs=1"], tmp_path)
-    train(first)
-    one_epoch = json.loads((tmp_path / "metrics.json").read_text())["last"]
-    resumed = compose_train([*TINY, "trainer.max_epochs=2", "ckpt_path=last"], tmp_path)
-    train(resumed)
-    last = json.loads((tmp_path / "metrics.json").read_text())["last"]
-    assert (one_epoch["epoch"], last["epoch"]) == (0, 1)
-    assert last["step"] == 2 * one_epoch["step"]
-
+def test_resume_continues_epoch_and_step(resumed_run):
+    two_epochs = resumed_run.first["last"]
+    last = json.loads((resumed_run.out / "metrics.json").read_text())["last"]
+    assert (two_epochs["epoch"], last["epoch"]) == (1, 2)
+    assert 2 * last["step"] == 3 * two_epochs["step"]  # one more epoch of the same steps
 
 
 @pytest.mark.slow
@@ -147,15 +180,13 @@ def test_sigkill_mid_epoch_then_resume(tmp_path):
     assert not list(last.parent.glob(".*.tmp"))  # the killed save's temp file was cleaned
 
 
-
 @pytest.mark.slow
-def test_resume_from_a_file_into_a_new_directory_keeps_the_best_score(tmp_path):
-    first_dir, second_dir = tmp_path / "a", tmp_path / "b"
-    train(compose_train([*TINY, "trainer.max_epochs=2"], first_dir))
-    first_best = json.loads((first_dir / "metrics.json").read_text())["best"]["mIoU"]
-    resumed = compose_train(
-        [*TINY, "trainer.max_epochs=3", f"ckpt_path={first_dir / 'checkpoints' / 'last.ckpt'}"],
-        second_dir)
+def test_resume_from_a_file_into_a_new_directory_keeps_the_best_score(resumed_run, tiny_config,
+                                                                      tmp_path):
+    first_best = resumed_run.first["best"]["mIoU"]
+    second_dir = tmp_path / "b"
+    resumed = tiny_config("trainer.max_epochs=3", f"ckpt_path={resumed_run.after_two_epochs}",
+                          output_dir=second_dir)
     best = train(resumed)
     assert best >= first_best
     state = torch.load(second_dir / "checkpoints" / "last.ckpt", weights_only=False)
@@ -164,10 +195,9 @@ def test_resume_from_a_file_into_a_new_directory_keeps_the_best_score(tmp_path):
     assert not list((second_dir / "checkpoints").glob("*-v1.ckpt"))
 
 
-
 @pytest.mark.slow
-def test_a_run_without_validation_finishes_and_returns_none(tmp_path):
-    cfg = compose_train([*TINY, "trainer.limit_val_batches=0"], tmp_path)
+def test_a_run_without_validation_finishes_and_returns_none(tiny_config, tmp_path):
+    cfg = tiny_config("trainer.limit_val_batches=0")
     assert train(cfg) is None
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
 
@@ -176,14 +206,9 @@ def test_a_run_without_validation_finishes_and_returns_none(tmp_path):
 
 
 @pytest.mark.slow
-def test_segohem_train_on_a_cityscapes_tree(tmp_path):
-    root = data_trees.make_cityscapes(tmp_path / "cityscapes", per_city=2, size=(64, 128))
-    run_dir = tmp_path / "run"
-    args = [sys.executable, "-m", "segohem.train", "dataset=cityscapes",
-            f"dataset.root={root}", f"hydra.run.dir={run_dir}", "dataset.crop_size=[64,128]",
-            "dataset.batch_size=2", "dataset.val_batch_size=2", "dataset.num_workers=0",
-            "trainer.max_epochs=2", "min_train_steps=null", "trainer.enable_progress_bar=false"]
-    done = subprocess.run(args, capture_output=True, text=True, timeout=600)
+def test_segohem_train_on_a_cityscapes_tree(cityscapes_run):
+    """The run of the session fixture (tests/cli/conftest.py): two epochs through the CLI."""
+    _, run_dir, done = cityscapes_run
     assert done.returncode == 0, done.stderr[-3000:]
 
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -226,10 +251,9 @@ def test_compile_option_trains_and_keeps_plain_checkpoint_keys(tmp_path):
 # ---------------------------------------------------------------------- loss=crl / ohem_crl
 
 
-def test_alpha_from_eta_is_set_from_the_training_set_at_start_up(tmp_path, caplog):
-    cfg = compose_train([*TINY, "loss=crl", "loss.alpha=null",
-                         "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
-                         "logger=none", "callbacks=none"], tmp_path / "run")
+def test_alpha_from_eta_is_set_from_the_training_set_at_start_up(tiny_config, caplog):
+    cfg = tiny_config("loss=crl", "loss.alpha=null", "trainer.limit_train_batches=2",
+                      "trainer.limit_val_batches=1", "logger=none", "callbacks=none")
     counts = class_pixel_counts(instantiate(cfg.dataset.train_set, transform=None), 6)
     shares = counts / counts.sum()
     expected = np.clip(shares - 1 / 6, 0, None).sum()  # eta 0.01 x the paper's percentage
@@ -239,7 +263,6 @@ def test_alpha_from_eta_is_set_from_the_training_set_at_start_up(tmp_path, caplo
     line = next(r.getMessage() for r in caplog.records if "loss alpha" in r.getMessage())
     assert f"loss alpha = {expected:.4g}" in line
     assert "background" in line and "%" in line
-
 
 
 def test_all_ignore_training_masks_fail_before_training(tmp_path):
@@ -255,13 +278,12 @@ def test_all_ignore_training_masks_fail_before_training(tmp_path):
         train(cfg)
 
 
-
 @pytest.mark.slow
-def test_tiny_fit_logs_rectification_statistics(tmp_path):
-    cfg = compose_train([*TINY, "loss=ohem_crl", "loss.k=8"], tmp_path / "run")
+def test_tiny_fit_logs_rectification_statistics(tiny_config, tmp_path):
+    cfg = tiny_config("loss=ohem_crl", "loss.k=8")
     best = train(cfg)
     assert best is not None and np.isfinite(best)
-    events = EventAccumulator(str(tmp_path / "run" / "tensorboard")).Reload()
+    events = EventAccumulator(str(tmp_path / "tensorboard")).Reload()
     tags = events.Tags()["scalars"]
     for name in ("minority_classes", "rectification", "active_triplets", "alpha"):
         assert f"train/crl/{name}_epoch" in tags, tags
@@ -275,7 +297,6 @@ def test_tiny_fit_logs_rectification_statistics(tmp_path):
 
 def summary(rate: float) -> dict:
     return {"run": {"steps": 10, "fallback_rate": rate}}
-
 
 
 def test_mining_report_line():
@@ -292,33 +313,9 @@ def test_mining_report_line():
     assert mining_report({}, OhemCELoss()) is None
 
 
-@pytest.fixture(scope="module")
-def mining_run(tmp_path_factory):
-    """Two epochs of OHEM on the synthetic data, then resumed for a third."""
-    out = tmp_path_factory.mktemp("mining_run")
-    cfg = compose_train([*TINY, "trainer.max_epochs=2"], out)
-    train(cfg)
-    first = json.loads((out / "metrics.json").read_text())
-    resumed = compose_train([*TINY, "trainer.max_epochs=3", "ckpt_path=last"], out)
-    logger = logging.getLogger("segohem.training")
-    records: list[logging.LogRecord] = []
-    handler = logging.Handler()
-    handler.emit = records.append
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        train(resumed)
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-    return resumed, out, first, [r.getMessage() for r in records]
-
-
-
 @pytest.mark.slow
-def test_metrics_json_has_the_mining_summary(mining_run):
-    cfg, out, first, _ = mining_run
+def test_metrics_json_has_the_mining_summary(resumed_run):
+    cfg, out, first = resumed_run.cfg, resumed_run.out, resumed_run.first
     names = list(cfg.dataset.class_names)
     metrics = json.loads((out / "metrics.json").read_text())
     assert {"last", "best", "mining"} <= set(metrics)
@@ -339,12 +336,9 @@ def test_metrics_json_has_the_mining_summary(mining_run):
     assert checkpoint["segohem"]["mining"]["summary"] == mining
 
 
-
 @pytest.mark.slow
-def test_tensorboard_has_the_per_class_mining_scalars(mining_run):
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    cfg, out, _, _ = mining_run
+def test_tensorboard_has_the_per_class_mining_scalars(resumed_run):
+    cfg, out = resumed_run.cfg, resumed_run.out
     mining = json.loads((out / "metrics.json").read_text())["mining"]["last_epoch"]
     events = EventAccumulator(str(out / "tensorboard"))
     events.Reload()
@@ -359,10 +353,9 @@ def test_tensorboard_has_the_per_class_mining_scalars(mining_run):
     assert last == pytest.approx(mining["kept_of_class"][name], rel=1e-6)
 
 
-
 @pytest.mark.slow
-def test_end_of_run_report_names_the_fallback_rate(mining_run):
-    _, out, _, messages = mining_run
+def test_end_of_run_report_names_the_fallback_rate(resumed_run):
+    out, messages = resumed_run.out, resumed_run.messages
     rate = json.loads((out / "metrics.json").read_text())["mining"]["run"]["fallback_rate"]
     lines = [m for m in messages if m.startswith("Mining: n_min fallback used in")]
     assert lines == [mining_report({"run": {"fallback_rate": rate}}, OhemCELoss())]

@@ -1,6 +1,6 @@
 """Real-dataset loaders (Cityscapes, Pascal VOC + SBD, ADE20K, CamVid, generic folder) on tiny
-trees written in each dataset's real on-disk layout (tests/data_trees.py): API, id mapping of
-every raw value, augmentation, determinism, and clear errors for broken inputs."""
+trees written in each dataset's real on-disk layout (tests/_support/data_trees.py): API, id
+mapping of every raw value, augmentation, determinism, and clear errors for broken inputs."""
 
 from __future__ import annotations
 

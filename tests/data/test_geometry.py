@@ -27,7 +27,7 @@ from segohem.data.geometry import (
 )
 from segohem.training import ConfigError, train
 from tests._support import data_trees
-from tests._support.configs import compose_train, real_dataset_overrides
+from tests._support.configs import compose_train
 
 # --------------------------------------------------------------------------------------------
 # The rule
@@ -117,8 +117,8 @@ def test_good_values_pass():
     assert check_scale_range(OmegaConf.create([0.75, 1.5])) == (0.75, 1.5)
 
 
-def test_bad_value_fails_in_train_before_anything_is_built(tmp_path):
-    cfg = compose_train([*_folder(tmp_path), "dataset.scale_range=[2,1]"], tmp_path / "run")
+def test_bad_value_fails_in_train_before_anything_is_built(folder_auto, tmp_path):
+    cfg = compose_train([*folder_auto, "dataset.scale_range=[2,1]"], tmp_path / "run")
     with pytest.raises(ConfigError, match=r"dataset\.scale_range=\[2,1\]"):
         train(cfg)
 
@@ -128,19 +128,23 @@ def test_bad_value_fails_in_train_before_anything_is_built(tmp_path):
 # --------------------------------------------------------------------------------------------
 
 
-def _folder(tmp_path: Path, size=(64, 96)) -> list[str]:
+@pytest.fixture
+def folder_auto(folder_dataset: list[str]) -> list[str]:
+    """dataset=folder overrides on the tiny 64x96 tree (tests/conftest.py), crop_size left at
+    auto."""
+    return [o for o in folder_dataset if not o.startswith("dataset.crop_size")]
+
+
+def folder_of_size(tmp_path: Path, size: tuple[int, int]) -> list[str]:
     """dataset=folder overrides on a tiny tree of ``size`` images, crop_size left at auto."""
-    if size == (64, 96):
-        overrides = real_dataset_overrides("folder", tmp_path / "data")
-        return [o for o in overrides if not o.startswith("dataset.crop_size")]
     root = data_trees.make_folder(tmp_path / "data", stems=("a", "b", "c", "d"),
                                   splits={"train": ["a", "b", "c"], "val": ["d"]}, size=size)
     return ["dataset=folder", f"dataset.root={root}", "dataset.num_classes=3",
             "dataset.class_names=[a,b,c]", "dataset.batch_size=2", "dataset.num_workers=0"]
 
 
-def test_folder_auto_resolves_from_the_images(tmp_path, caplog):
-    cfg = compose_train(_folder(tmp_path), tmp_path / "run")
+def test_folder_auto_resolves_from_the_images(folder_auto, tmp_path, caplog):
+    cfg = compose_train(folder_auto, tmp_path / "run")
     assert cfg.dataset.crop_size == "auto" and cfg.dataset.scale_range == "auto"
     with caplog.at_level(logging.INFO, logger="segohem.data.geometry"):
         geometry = resolve_auto_geometry(cfg.dataset)
@@ -160,7 +164,7 @@ def test_folder_auto_resolves_from_the_images(tmp_path, caplog):
 
 
 def test_folder_auto_large_photos_scale_on(tmp_path):
-    cfg = compose_train(_folder(tmp_path, size=(1024, 1100)), tmp_path / "run")
+    cfg = compose_train(folder_of_size(tmp_path, (1024, 1100)), tmp_path / "run")
     geometry = resolve_auto_geometry(cfg.dataset)
     assert geometry.crop_size == (512, 512) and geometry.scale_range == (0.5, 2.0)
     pipeline = instantiate(cfg.dataset.train_transform)
@@ -168,8 +172,8 @@ def test_folder_auto_large_photos_scale_on(tmp_path):
     assert pipeline.transforms[0].scale_limit == pytest.approx((-0.5, 1.0))
 
 
-def test_explicit_values_override_auto(tmp_path, caplog):
-    cfg = compose_train([*_folder(tmp_path), "dataset.crop_size=[32,32]",
+def test_explicit_values_override_auto(folder_auto, tmp_path, caplog):
+    cfg = compose_train([*folder_auto, "dataset.crop_size=[32,32]",
                          "dataset.scale_range=[0.5,2.0]"], tmp_path / "run")
     assert resolve_auto_geometry(cfg.dataset) is None  # nothing to derive, nothing read
     pipeline = instantiate(cfg.dataset.train_transform)
@@ -177,15 +181,15 @@ def test_explicit_values_override_auto(tmp_path, caplog):
     item = instantiate(cfg.dataset.train_set)[0]
     assert item["image"].shape == (3, 32, 32)
     # One explicit, one auto: only the auto one is derived, the line says which is which.
-    cfg = compose_train([*_folder(tmp_path), "dataset.crop_size=[32,64]"], tmp_path / "run")
+    cfg = compose_train([*folder_auto, "dataset.crop_size=[32,64]"], tmp_path / "run")
     with caplog.at_level(logging.INFO, logger="segohem.data.geometry"):
         geometry = resolve_auto_geometry(cfg.dataset)
     assert geometry.crop_size == (32, 64) and geometry.scale_range == (1.0, 1.0)
     assert "crop 32x64 (dataset.crop_size), random scale off (images smaller" in caplog.text
 
 
-def test_fixed_photo_datasets_keep_their_geometry_and_accept_auto(tmp_path):
-    overrides = real_dataset_overrides("cityscapes", tmp_path / "data")
+def test_fixed_photo_datasets_keep_their_geometry_and_accept_auto(dataset_tree, tmp_path):
+    overrides = dataset_tree("cityscapes")
     cfg = compose_train(overrides, tmp_path / "run")
     assert list(cfg.dataset.scale_range) == [0.5, 2.0]
     assert resolve_auto_geometry(cfg.dataset) is None
@@ -196,8 +200,8 @@ def test_fixed_photo_datasets_keep_their_geometry_and_accept_auto(tmp_path):
     assert instantiate(cfg.dataset.train_set)[0]["image"].shape == (3, 64, 96)
 
 
-def test_skip_bad_leaves_unreadable_images_out(tmp_path):
-    overrides = _folder(tmp_path)
+def test_skip_bad_leaves_unreadable_images_out(folder_auto, tmp_path):
+    overrides = folder_auto
     root = Path(next(o for o in overrides if o.startswith("dataset.root=")).split("=", 1)[1])
     image = next(p for p in sorted((root / "images").iterdir()) if p.stem == "a")
     image.write_bytes(b"broken")
@@ -208,12 +212,12 @@ def test_skip_bad_leaves_unreadable_images_out(tmp_path):
     assert resolve_auto_geometry(cfg.dataset).num_images == 2
 
 
-def test_empty_or_missing_train_split_raises_the_dataset_error(tmp_path):
-    cfg = compose_train([*_folder(tmp_path), "dataset.train_split=nosuchsplit"],
+def test_empty_or_missing_train_split_raises_the_dataset_error(folder_auto, tmp_path):
+    cfg = compose_train([*folder_auto, "dataset.train_split=nosuchsplit"],
                         tmp_path / "run")
     with pytest.raises(DatasetError, match="nosuchsplit"):
         resolve_auto_geometry(cfg.dataset)
-    cfg = compose_train([*_folder(tmp_path), f"dataset.root={tmp_path / 'absent'}"],
+    cfg = compose_train([*folder_auto, f"dataset.root={tmp_path / 'absent'}"],
                         tmp_path / "run")
     with pytest.raises(DatasetError, match="absent"):
         resolve_auto_geometry(cfg.dataset)
@@ -224,18 +228,18 @@ def test_synthetic_has_nothing_to_resolve(tmp_path):
     assert resolve_auto_geometry(cfg.dataset) is None
 
 
-def test_browse_dataset_shows_the_resolved_pipeline(tmp_path, capsys):
+def test_browse_dataset_shows_the_resolved_pipeline(folder_auto, tmp_path, capsys):
     out = tmp_path / "grid.png"
-    dataset_browser.main(["--num", "2", "--out", str(out), "--no-legend", *_folder(tmp_path)])
+    dataset_browser.main(["--num", "2", "--out", str(out), "--no-legend", *folder_auto])
     assert "-> crop 64x96, random scale off" in capsys.readouterr().out
     pad = dataset_browser.PAD
     with Image.open(out) as im:  # two rows of 64x96 tiles
         assert im.size == (3 * 96 + 4 * pad, 2 * 64 + 3 * pad)
 
 
-def test_train_saves_the_resolved_geometry(tmp_path, caplog):
+def test_train_saves_the_resolved_geometry(folder_auto, tmp_path, caplog):
     run_dir = tmp_path / "run"
-    cfg = compose_train([*_folder(tmp_path), "trainer.max_epochs=1", "min_train_steps=null",
+    cfg = compose_train([*folder_auto, "trainer.max_epochs=1", "min_train_steps=null",
                          "logger=none",
                          "trainer.limit_train_batches=1", "trainer.limit_val_batches=1"],
                         run_dir)
