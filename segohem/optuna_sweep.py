@@ -192,6 +192,8 @@ class StudySweep:
         for param in space.params:
             assignments = space.conditioning_values(param)
             choices = getattr(param.distribution, "choices", None)
+            if param.key not in self._groups():
+                choices = None  # a value: its existence is checked, not each value
             for assignment in assignments:
                 values = [assignment | {param.key: c} for c in choices] if choices else [
                     assignment]
