@@ -10,7 +10,7 @@ from hydra.core.global_hydra import GlobalHydra
 
 from segohem.training import sweep_safe_strategy
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def compose_with_hydra(overrides: list[str]):

@@ -215,7 +215,7 @@ def test_not_a_sweep_dir(tmp_path: Path, layout: str,
 
 def test_script_runs_the_module(tmp_path: Path) -> None:
     """scripts/summarize_sweep.py is a thin command line over segohem.sweep_summary."""
-    script = Path(__file__).resolve().parents[1] / "scripts" / "summarize_sweep.py"
+    script = Path(__file__).resolve().parents[2] / "scripts" / "summarize_sweep.py"
     done = subprocess.run([sys.executable, str(script), str(tmp_path / "absent")],
                           capture_output=True, text=True, check=False)
     assert done.returncode == 2 and "no such folder" in done.stderr
