@@ -5,6 +5,7 @@ adding up, flip = 2 x the FLOPs of one pass), and the Markdown is appended to th
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -95,7 +96,18 @@ def test_bench_data(tmp_path: Path) -> None:
     assert min(list(shares.values())[:4]) > 0  # each step found in the profile
     assert sum(list(shares.values())[:5]) == pytest.approx(100, abs=3)
     assert shares["total dataset[i]"] == 100
-    assert "the bar of 25 images/s" in (tmp_path / "d.md").read_text()
+    # The verdict: the per-worker rate of a table row, times the workers, against the bar.
+    verdict = re.search(r"(\d+) workers ~ (\d+) images/s if cores scale \(([\d.]+) images/s "
+                        r"per worker, from '([^']+)'\): (meets|MISSES) the bar of ([\d.]+) "
+                        r"images/s", (tmp_path / "d.md").read_text())
+    assert verdict, (tmp_path / "d.md").read_text()
+    workers, projected, rate = int(verdict[1]), int(verdict[2]), float(verdict[3])
+    source, meets, bar = verdict[4], verdict[5] == "meets", float(verdict[6])
+    rows = {row["pipeline"]: row for row in loaders}
+    assert float(rows[source]["images/s per worker"]) == pytest.approx(rate, abs=0.011)
+    assert projected == pytest.approx(workers * rate, abs=1)
+    if abs(workers * rate - bar) > 1:  # clear of the rounding
+        assert meets == (workers * rate >= bar)
 
 
 def test_bench_data_scene_is_cityscapes_like() -> None:

@@ -1,19 +1,28 @@
 """The Hydra config tree (conf/, shipped as segohem.conf): every option composes and
 instantiates, also from an installed wheel; bad input fails early; the train command line."""
 
+import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
+import yaml
 from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
+from segohem.data import SyntheticDataset
 from segohem.data.geometry import resolve_auto_geometry
-from segohem.losses import CrossEntropyLoss, MinorityRectificationLoss, OhemCELoss
+from segohem.inference import InferenceConfig, predict_scores
+from segohem.losses import MinorityRectificationLoss, OhemCELoss, TopKCELoss
+from segohem.prediction import inference_config
 from segohem.training import ConfigError, check_config, train
 from tests._support.configs import (
+    CONF,
+    NESTED_GROUPS,
     REPO,
     compose_config,
     compose_train,
@@ -23,9 +32,14 @@ from tests._support.configs import (
 OPTIONS = [(group, option) for group, options in group_options().items() for option in options]
 
 
-def test_every_group_is_present():
-    assert set(group_options()) >= {"dataset", "model", "loss", "optimizer", "scheduler",
-                                    "trainer", "logger", "callbacks", "experiment", "debug"}
+def test_every_group_is_selected_by_train_yaml():
+    """Each group folder of conf/ (but the nested ones) is in train.yaml's defaults list, so
+    that ``group=option`` selects it on the command line, and each group the list names has
+    its folder of options (the parametrizations below are not empty)."""
+    defaults = OmegaConf.to_container(OmegaConf.load(CONF / "train.yaml").defaults)
+    selected = {group for entry in defaults if isinstance(entry, dict) for group in entry}
+    assert set(group_options()) == selected - NESTED_GROUPS
+    assert all(group_options().values()) and OPTIONS
 
 
 @pytest.mark.parametrize("option", group_options(set())["transforms"])
@@ -44,11 +58,20 @@ def test_every_transform_pipeline_is_selectable_and_runs(option, folder_dataset,
 
 
 def test_eval_and_predict_share_the_inference_settings():
-    for name, extra in (("eval", ["ckpt_path=x.ckpt"]),
-                        ("predict", ["ckpt_path=x.ckpt", "input=a", "output=b"])):
-        cfg = compose_config(name, [*extra, "eval.mode=slide", "eval.crop_size=[32,32]"])
-        assert cfg.eval.mode == "slide" and list(cfg.eval.crop_size) == [32, 32]
-        assert cfg.eval.window_batch == 4  # the rest from conf/inference/default.yaml
+    """conf/inference/ is the ``eval`` node of both commands: the same overrides give both the
+    same settings, which build an InferenceConfig that slides windows (a pointwise model:
+    overlapping windows give the whole-image scores)."""
+    overrides = ["eval.mode=slide", "eval.crop_size=[32,32]"]
+    nodes = [compose_config(name, [*extra, *overrides]).eval
+             for name, extra in (("eval", ["ckpt_path=x.ckpt"]),
+                                 ("predict", ["ckpt_path=x.ckpt", "input=a", "output=b"]))]
+    assert nodes[0] == nodes[1]
+    inference = inference_config(nodes[1])  # as segohem-predict builds it
+    assert inference.mode == "slide" and tuple(inference.crop_size) == (32, 32)
+    torch.manual_seed(0)
+    model, images = torch.nn.Conv2d(3, 4, 1), torch.randn(1, 3, 64, 96)
+    torch.testing.assert_close(predict_scores(model, images, inference),
+                               predict_scores(model, images, InferenceConfig("whole")))
 
 
 @pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
@@ -89,24 +112,67 @@ def test_option_composes_and_instantiates(group, option, dataset_tree, tiny_conf
             instantiate(sub)
 
 
-@pytest.mark.parametrize("overrides", [
-    ["loss=ohem", "loss.thresh=0.6", "loss.n_min=50000"],
-    ["loss=topk", "loss.top_k=0.3"],
-    ["loss=ce"],
-    ["loss=ohem_dice"],
-    ["model=deeplabv3plus", "model.encoder_name=resnet50"],
-    ["optimizer=sgd", "optimizer.lr=0.01", "scheduler=poly"],
-    ["trainer.max_epochs=5"],
-    ["seed=3"],
-])
-def test_issue_examples_compose(overrides, tmp_path):
+ISSUE_EXAMPLES = {
+    "ohem": ["loss=ohem", "loss.thresh=0.6", "loss.n_min=50000"],
+    "topk": ["loss=topk", "loss.top_k=0.3"],
+    "ce": ["loss=ce"],
+    "ohem_dice": ["loss=ohem_dice"],
+    "deeplab_resnet50": ["model=deeplabv3plus", "model.encoder_name=resnet50"],
+    "sgd_poly": ["optimizer=sgd", "optimizer.lr=0.01", "scheduler=poly"],
+    "epochs": ["trainer.max_epochs=5"],
+    "seed": ["seed=3"],
+}
+
+
+def augmented(cfg, n: int = 6) -> list[np.ndarray]:
+    """``n`` passes of one synthetic image through a fresh instance of the train pipeline."""
+    pipeline = instantiate(cfg.dataset.train_transform)
+    image = SyntheticDataset(split="train", image_size=(32, 32))[0]["image"]
+    return [pipeline(image=image)["image"].numpy() for _ in range(n)]
+
+
+@pytest.mark.parametrize("name", list(ISSUE_EXAMPLES))
+def test_issue_examples_build_what_they_say(name, tmp_path):
+    """The issue's command-line examples: each composes, passes check_config, and the objects
+    the run builds from it carry the overridden values."""
+    overrides = ISSUE_EXAMPLES[name]
     cfg = compose_train(overrides, tmp_path)
     check_config(cfg)
-    instantiate(cfg.loss)
-    for override in overrides:
-        key, value = override.split("=")
-        if "." in key:
-            assert str(cfg[key.split(".")[0]][key.split(".", 1)[1]]) == value
+    loss = instantiate(cfg.loss)
+    logits, labels = torch.randn(2, 6, 8, 8, requires_grad=True), torch.randint(0, 6, (2, 8, 8))
+    loss(logits, labels).backward()
+    assert torch.isfinite(logits.grad).all()
+    param = torch.nn.Parameter(torch.zeros(1))
+    if name == "ohem":
+        assert isinstance(loss, OhemCELoss) and (loss.thresh, loss.n_min) == (0.6, 50000)
+    elif name == "topk":
+        assert isinstance(loss, TopKCELoss) and loss.top_k == 0.3
+    elif name == "deeplab_resnet50":  # the network SMP builds for these arguments
+        import segmentation_models_pytorch as smp
+
+        built = instantiate(cfg.model).state_dict()
+        reference = smp.create_model("DeepLabV3Plus", "resnet50", encoder_weights=None,
+                                     classes=cfg.dataset.num_classes).state_dict()
+        assert {k: v.shape for k, v in built.items()} == {
+            k: v.shape for k, v in reference.items()}
+    elif name == "sgd_poly":
+        optimizer = instantiate(cfg.optimizer)([param])
+        assert isinstance(optimizer, torch.optim.SGD)
+        assert optimizer.param_groups[0]["lr"] == 0.01
+        schedule = instantiate(cfg.scheduler)(optimizer, total_steps=120)
+        rates = []
+        for _ in range(120):
+            rates.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            schedule.step()
+        assert max(rates) == pytest.approx(0.01) and rates[-1] < rates[len(rates) // 2]
+    elif name == "epochs":
+        assert instantiate(cfg.trainer, logger=False).max_epochs == 5
+    elif name == "seed":  # the augmentation pipeline is seeded by it: reproducible, seed-bound
+        first, again = augmented(cfg), augmented(compose_train(overrides, tmp_path))
+        other = augmented(compose_train(["seed=4"], tmp_path))
+        assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
+        assert not all(np.array_equal(a, b) for a, b in zip(first, other, strict=True))
 
 
 def test_issue_example_deeplab_resnet50_builds():
@@ -116,13 +182,25 @@ def test_issue_example_deeplab_resnet50_builds():
         assert model(torch.randn(1, 3, 64, 64)).shape == (1, 6, 64, 64)
 
 
-@pytest.mark.parametrize(("option", "base"), [("crl", CrossEntropyLoss),
-                                              ("ohem_crl", OhemCELoss)])
-def test_loss_configs_build_the_rectification_loss(option, base):
+@pytest.mark.parametrize(("option", "standalone"), [("crl", "ce"), ("ohem_crl", "ohem")])
+def test_rectification_configs_wrap_the_standalone_loss(option, standalone):
+    """loss=crl / ohem_crl: the rectification around a base configured as loss=ce / loss=ohem
+    (conf/loss/ohem_crl.yaml repeats the OHEM keys), whose term it adds on a batch with a rare
+    class."""
     cfg = compose_train([f"loss={option}"])
     loss = instantiate(cfg.loss)
-    assert isinstance(loss, MinorityRectificationLoss) and isinstance(loss.base, base)
-    assert (loss.k, loss.rho, loss.alpha) == (32, 0.5, 0.5)
+    alone = instantiate(compose_train([f"loss={standalone}"]).loss)
+    assert isinstance(loss, MinorityRectificationLoss) and type(loss.base) is type(alone)
+    assert loss.base.ignore_index == loss.ignore_index == cfg.dataset.ignore_index
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 6, 16, 16, generator=gen)
+    labels = torch.randint(0, 5, (2, 16, 16), generator=gen)
+    labels[:, :3, :3] = 5  # 18 of 512 pixels: a minority class
+    assert torch.equal(loss.base(logits, labels), alone(logits, labels))
+    value = loss.train()(logits, labels)
+    stats = loss.last_rectification
+    assert stats.minority_classes >= 1 and stats.alpha > 0 and stats.rectification > 0
+    assert not torch.equal(value, alone(logits, labels))
 
 
 def test_unknown_option_and_typo_fail_at_composition():
@@ -165,10 +243,12 @@ def test_entry_point_imports_no_heavy_modules():
 def test_cli_help_and_cfg_job_and_bad_override(tmp_path):
     cli = [sys.executable, "-m", "segohem.train"]
     out = subprocess.run([*cli, "--help"], capture_output=True, text=True, check=True).stdout
-    assert "loss: ce, crl, ohem, ohem_crl, ohem_dice, topk" in out
-    out = subprocess.run([*cli, "--cfg", "job", "loss=topk", "loss.top_k=0.3"],
+    for group, options in group_options().items():  # every option found in conf/
+        assert f"{group}: {', '.join(options)}" in out
+    overrides = ["loss=topk", "loss.top_k=0.3"]
+    out = subprocess.run([*cli, "--cfg", "job", *overrides],
                          capture_output=True, text=True, check=True, cwd=tmp_path).stdout
-    assert "top_k: 0.3" in out
+    assert yaml.safe_load(out) == OmegaConf.to_container(compose_train(overrides))
     bad = subprocess.run([*cli, "loss.thres=0.6"], capture_output=True, text=True, cwd=tmp_path)
     assert bad.returncode != 0 and "thres" in bad.stderr
     assert not (tmp_path / "outputs").exists() or not any((tmp_path / "outputs").rglob("*.ckpt"))
@@ -183,21 +263,23 @@ def test_configs_work_from_an_installed_wheel(tmp_path):
     wheel = next(wheels.glob("segohem-*.whl"))
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target",
                     str(site), str(wheel)], check=True, capture_output=True)
+    overrides = ["loss=topk", "model=deeplabv3plus"]
     code = (
-        "import segohem, pathlib, sys\n"
+        "import json, pathlib, segohem\n"
         f"assert pathlib.Path(segohem.__file__).is_relative_to({str(site)!r}), segohem.__file__\n"
         "from hydra import compose, initialize_config_module\n"
+        "from hydra.utils import instantiate\n"
+        "from omegaconf import OmegaConf\n"
         "with initialize_config_module(version_base='1.3', config_module='segohem.conf'):\n"
-        "    cfg = compose('train', overrides=['loss=topk', 'model=deeplabv3plus'])\n"
-        "assert cfg.loss.top_k == 0.2 and cfg.model.arch == 'DeepLabV3Plus'\n"
-        # The sweeper plugin ships in the wheel and Hydra's own plugin scan finds it.
-        "from hydra.core.plugins import Plugins\n"
-        "from hydra.plugins.sweeper import Sweeper\n"
-        "found = [c.__module__ for c in Plugins.instance().discover(Sweeper)]\n"
-        "assert 'hydra_plugins.segohem_sweeper.optuna_sweeper' in found, found\n"
+        f"    cfg = compose('train', overrides={overrides!r})\n"
+        "instantiate(cfg.loss)\n"
+        "print(json.dumps(OmegaConf.to_container(cfg)))\n"
     )
     env = {"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"}
-    subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=tmp_path)
+    out = subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=tmp_path,
+                         capture_output=True, text=True).stdout
+    # the wheel ships every config file: it composes what the source tree composes
+    assert json.loads(out) == OmegaConf.to_container(compose_train(overrides))
     out = subprocess.run([sys.executable, "-m", "segohem.train", "--cfg", "job"], check=True,
                          env=env, cwd=tmp_path, capture_output=True, text=True).stdout
-    assert "OhemDiceLoss" in out
+    assert yaml.safe_load(out) == OmegaConf.to_container(compose_train([]))

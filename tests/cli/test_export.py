@@ -12,8 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hydra.utils import instantiate
 
 from segohem.checkpoint import CheckpointError, load_model
+from segohem.data import SyntheticDataset
 from segohem.inference import padded_logits
 from segohem.model_export import ExportError, export
 from tests._support.configs import compose_config
@@ -61,22 +63,32 @@ def test_onnx_export_has_dynamic_sizes_and_matches_pytorch(tiny_checkpoint, onnx
 
 @pytest.mark.slow
 def test_sidecar_describes_the_model(tiny_checkpoint, onnx_export):
+    import onnx
+
     assert onnx_export.sidecar == tiny_checkpoint.with_name("last.onnx.json")
     info = json.loads(onnx_export.sidecar.read_text())
     loaded = load_model(tiny_checkpoint)
+    cfg = compose_export([f"ckpt_path={tiny_checkpoint}", "height=64", "width=96"])
+    classes = list(SyntheticDataset.classes)  # what the checkpoint was trained on
     assert info["format"] == "onnx" and info["model_file"] == "last.onnx"
-    assert info["class_names"] == ["background", "blob", "box", "line", "dot", "ring"]
-    assert info["num_classes"] == 6
+    assert info["class_names"] == classes and info["num_classes"] == len(classes)
     assert [tuple(c) for c in info["palette"]] == loaded.palette
+    # The normalisation it states turns an image into what validation fed the model.
     norm = info["input"]["normalization"]
-    assert norm["type"] == "standard" and norm["max_pixel_value"] == 255.0
-    np.testing.assert_allclose(norm["mean"], [0.485, 0.456, 0.406])
-    np.testing.assert_allclose(norm["std"], [0.229, 0.224, 0.225])
-    assert info["input"]["size_divisor"] == 32
+    assert norm["type"] == "standard"
+    rgb = np.random.default_rng(0).integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    validation = instantiate(loaded.config.dataset.val_transform)
+    fed = validation(image=rgb, mask=np.zeros((64, 96), np.uint8))["image"].numpy()
+    stated = (rgb / norm["max_pixel_value"] - np.asarray(norm["mean"])) / np.asarray(norm["std"])
+    np.testing.assert_allclose(stated.transpose(2, 0, 1), fed, rtol=1e-5, atol=1e-5)
+    assert info["input"]["size_divisor"] == cfg.size_divisor
     assert info["input"]["shape"] == ["batch", 3, "height", "width"]
     assert info["input"]["name"] == "image" and info["output"]["name"] == "logits"
-    assert info["output"]["shape"] == ["batch", 6, "height", "width"]
-    assert info["opset"] == 18 and info["export_size"] == [64, 96]
+    assert info["output"]["shape"] == ["batch", len(classes), "height", "width"]
+    model = onnx.load(str(onnx_export.path))
+    opsets = {entry.domain: entry.version for entry in model.opset_import}
+    assert info["opset"] == opsets.get("", opsets.get("ai.onnx")) == cfg.opset
+    assert info["export_size"] == [64, 96]
     assert info["parity"]["max_abs_diff"] == onnx_export.max_abs_diff
 
 

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from segohem.data.class_counts import class_pixel_counts
@@ -80,7 +80,7 @@ def test_run_directory_contents(trained_run):
     assert set(metrics["last"]["IoU"]) == set(cfg.dataset.class_names)
     assert metrics["last"]["epoch"] == 3
     checkpoint = torch.load(out / "checkpoints" / "last.ckpt", weights_only=False)
-    assert checkpoint["segohem"]["config"]["loss"]["_target_"] == "segohem.losses.OhemDiceLoss"
+    assert checkpoint["segohem"]["config"] == OmegaConf.to_container(cfg, resolve=True)
 
 
 @pytest.mark.slow

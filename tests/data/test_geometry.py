@@ -191,8 +191,9 @@ def test_explicit_values_override_auto(folder_auto, tmp_path, caplog):
 def test_fixed_photo_datasets_keep_their_geometry_and_accept_auto(dataset_tree, tmp_path):
     overrides = dataset_tree("cityscapes")
     cfg = compose_train(overrides, tmp_path / "run")
-    assert list(cfg.dataset.scale_range) == [0.5, 2.0]
+    before = OmegaConf.to_container(cfg.dataset)
     assert resolve_auto_geometry(cfg.dataset) is None
+    assert OmegaConf.to_container(cfg.dataset) == before  # nothing read, nothing changed
     cfg = compose_train([*overrides, "dataset.crop_size=auto", "dataset.scale_range=auto"],
                         tmp_path / "run")
     geometry = resolve_auto_geometry(cfg.dataset)  # tiny 64x96 tree
