@@ -1,11 +1,13 @@
-"""Summary of a ``segohem-train`` multirun (grid or Optuna sweep): one table and one plot.
+"""Summary of a ``segohem-train`` multirun (grid or Optuna sweep): tables and plots.
 
 :func:`summarize` reads the sweep's jobs (:func:`segohem.sweeps.read_sweep`) and writes
 ``summary.csv`` (one row per job, highest mIoU first; the swept override keys plus
 ``loss.thresh`` / ``loss.n_min`` as columns, metrics in %, failed jobs last with their error),
 ``summary.md`` (also printed) and ``miou_vs_thresh.png`` (mIoU against ``loss.thresh``, one line
-per ``loss.n_min``; against the first swept key when the threshold was not swept). Command
-line: ``python scripts/summarize_sweep.py <sweep dir> [--out DIR] [--rare CLASS ...]
+per ``loss.n_min``; against the first swept key when the threshold was not swept). For an
+Optuna sweep (``optuna_study.yaml`` in the sweep dir) ``summary.md`` also gets the study's own
+account (:mod:`segohem.study_summary`: trials by state, the best trial's command, Optuna's
+plots). Command line: ``python scripts/summarize_sweep.py <sweep dir> [--out DIR] [--rare CLASS ...]
 [--metric best|last]``.
 """
 
