@@ -15,9 +15,11 @@ marked ``segohem_surplus`` and failed without training, so exactly ``n_trials`` 
 
 A worker records itself on each trial it runs (``segohem_worker``: host, pid, heartbeat time,
 refreshed every ``heartbeat_s``). A RUNNING trial whose worker is gone (same host and the
-process is dead, or no heartbeat for ``stale_after_s``) is failed, marked
-``segohem_requeued``, and its parameters are queued again: re-running a killed sweep's command
-resumes it without losing or repeating trials.
+process is dead, or no heartbeat for ``stale_after_s``) is failed and its parameters are
+queued again as a new trial (``segohem_retry_of``: the dead one's number; at most
+``max_retries`` times): re-running a killed sweep's command resumes it without losing or
+repeating trials, and a worker that finds the budget used waits for the other workers'
+running trials, so that it can take over those whose worker dies.
 """
 
 from __future__ import annotations
@@ -44,12 +46,14 @@ from optuna.trial import FrozenTrial, TrialState
 log = logging.getLogger(__name__)
 
 DEFAULT_JOURNAL = "optuna.journal"
+STORAGE_ENV = "SEGOHEM_OPTUNA_STORAGE"
+"""Trials get ``optuna.storage=env:SEGOHEM_OPTUNA_STORAGE`` when the URL holds a password."""
 STUDY_FILE = "optuna_study.yaml"
 """Written into the sweep dir by the sweeper: ``study_name``, ``storage``, ``best``..."""
 WORKER_ATTR = "segohem_worker"
-REQUEUED_ATTR = "segohem_requeued"
 SURPLUS_ATTR = "segohem_surplus"
 RETRY_OF_ATTR = "segohem_retry_of"
+ATTEMPT_ATTR = "segohem_attempt"
 ERROR_ATTR = "segohem_error"
 PRUNED_AT_ATTR = "segohem_pruned_at_epoch"
 OVERRIDES_ATTR = "segohem_overrides"
@@ -70,9 +74,33 @@ def storage_location(spec: str | None, sweep_dir: str | os.PathLike) -> str:
     if spec in (None, ""):
         return str(Path(sweep_dir).absolute() / DEFAULT_JOURNAL)
     spec = str(spec)
+    if spec.startswith("sqlite:///") and spec != "sqlite:///:memory:":
+        return "sqlite:///" + str(Path(spec.removeprefix("sqlite:///")).expanduser().absolute())
     if "://" in spec:
         return spec
     return str(Path(spec).expanduser().absolute())
+
+
+def check_location(location: str, create: bool) -> None:
+    """Make sure the folder of a file storage exists: created for the default location (the
+    sweep dir), required for a configured one (a missing shared mount must not silently
+    become a local folder of its own). :class:`StudyError` naming it otherwise."""
+    if "://" in location and not location.startswith("sqlite:///"):
+        return
+    if location == "sqlite:///:memory:":
+        return
+    folder = Path(location.removeprefix("sqlite:///")).parent
+    if create:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise StudyError(f"{folder}: cannot create the sweep dir for the study ({err}).") \
+                from None
+    elif not folder.is_dir():
+        raise StudyError(f"hydra.sweeper.storage={redact(location)!r}: cannot open the study "
+                         f"storage: folder {folder} does not exist (is the shared filesystem "
+                         f"mounted?). Create it first, or leave hydra.sweeper.storage unset "
+                         f"for a journal file in the sweep dir.")
 
 
 def lock_path(location: str) -> Path | None:
@@ -96,25 +124,21 @@ def open_storage(location: str) -> BaseStorage:
                     f"hydra.sweeper.storage={location!r}: a file storage must end in "
                     f".journal (Optuna's journal file), or give an RDB URL such as "
                     f"sqlite:///{path.with_suffix('.db')}.")
-            path.parent.mkdir(parents=True, exist_ok=True)
             return JournalStorage(JournalFileBackend(str(path)))
         if scheme == "redis":
             return JournalStorage(JournalRedisBackend(location))
         if scheme in RDB_SCHEMES:
-            if scheme == "sqlite" and location != "sqlite:///:memory:":
-                Path(location.removeprefix("sqlite:///")).parent.mkdir(parents=True,
-                                                                       exist_ok=True)
             return RDBStorage(location, engine_kwargs=_engine_kwargs(scheme))
     except StudyError:
         raise
     except Exception as err:  # drivers raise their own types: all mean "cannot open"
         raise StudyError(
-            f"hydra.sweeper.storage={_redact(location)!r}: cannot open the study storage "
+            f"hydra.sweeper.storage={redact(location)!r}: cannot open the study storage "
             f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}). Check "
             f"the URL, that the server is reachable and its Python driver installed (e.g. "
             f"psycopg2-binary for postgresql://, PyMySQL for mysql+pymysql://), or leave "
             f"hydra.sweeper.storage unset for a journal file in the sweep dir.") from None
-    raise StudyError(f"hydra.sweeper.storage={_redact(location)!r}: unknown scheme "
+    raise StudyError(f"hydra.sweeper.storage={redact(location)!r}: unknown scheme "
                      f"{scheme!r}; expected a .journal file path, sqlite:///, postgresql://, "
                      f"mysql://, or redis://.")
 
@@ -123,10 +147,12 @@ def _engine_kwargs(scheme: str) -> dict[str, Any]:
     # Fail fast on an unreachable server instead of hanging; SQLite waits for a busy lock.
     if scheme == "sqlite":
         return {"connect_args": {"timeout": 60}}
-    return {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}
+    if scheme in ("postgresql", "postgres", "mysql", "mariadb"):
+        return {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}
+    return {"pool_pre_ping": True}
 
 
-def _redact(location: str) -> str:
+def redact(location: str) -> str:
     """The URL without its password."""
     if "://" not in location or "@" not in location:
         return location
@@ -136,25 +162,23 @@ def _redact(location: str) -> str:
     return f"{scheme}://{user}:***@{host}" if ":" in credentials else location
 
 
-def open_study(location: str, study_name: str, direction: str,
-               sampler: optuna.samplers.BaseSampler | None,
+def open_study(storage: BaseStorage, location: str, study_name: str, direction: str,
                pruner: optuna.pruners.BasePruner | None,
                settings: Mapping[str, Any]) -> optuna.Study:
     """Create the study, or load it when it exists, and check that it was created with the
     same ``direction`` and the same ``settings`` (``{user attr: JSON value}``: the search
     space, the pruner, the objective). The first worker stores ``settings``; a mismatch is a
     :class:`StudyError` before any trial runs."""
-    storage = open_storage(location)
     try:
         study = optuna.create_study(storage=storage, study_name=study_name,
-                                    direction=direction, sampler=sampler, pruner=pruner,
+                                    direction=direction, pruner=pruner,
                                     load_if_exists=True)
     except Exception as err:  # lazy backends fail here
-        raise StudyError(f"hydra.sweeper.storage={_redact(location)!r}: cannot create or load "
+        raise StudyError(f"hydra.sweeper.storage={redact(location)!r}: cannot create or load "
                          f"study {study_name!r} ({type(err).__name__}: {err}).") from None
     if len(study.directions) != 1 or study.direction.name.lower() != direction:
         raise StudyError(
-            f"Study {study_name!r} in {_redact(location)} was created with direction "
+            f"Study {study_name!r} in {redact(location)} was created with direction "
             f"{[d.name.lower() for d in study.directions]}, hydra.sweeper.direction="
             f"{direction}. Use the study's direction, or another hydra.sweeper.study_name "
             f"(or storage) for a new study.")
@@ -165,7 +189,7 @@ def open_study(location: str, study_name: str, direction: str,
         elif stored[key] != value:
             what = key.removeprefix("segohem_").replace("_", " ")
             raise StudyError(
-                f"Study {study_name!r} in {_redact(location)} was created with another "
+                f"Study {study_name!r} in {redact(location)} was created with another "
                 f"{what}: {_difference(stored[key], value)}. A study keeps one {what}: "
                 f"restore the study's settings, or start a new study with another "
                 f"hydra.sweeper.study_name (or storage).")
@@ -182,10 +206,15 @@ def _difference(stored: Any, configured: Any) -> str:
                      for k in keys if stored.get(k) != configured.get(k))
 
 
+def retried(trials: Sequence[FrozenTrial]) -> set[int]:
+    """Numbers of the trials that were requeued (a later trial retries them)."""
+    return {t.user_attrs[RETRY_OF_ATTR] for t in trials if RETRY_OF_ATTR in t.user_attrs}
+
+
 def counted(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
-    """The trials of the budget: all except requeued (their retry counts) and surplus."""
-    return [t for t in trials
-            if not t.user_attrs.get(REQUEUED_ATTR) and not t.user_attrs.get(SURPLUS_ATTR)]
+    """The trials of the budget: all except requeued ones (their retry counts) and surplus."""
+    again = retried(trials)
+    return [t for t in trials if t.number not in again and not t.user_attrs.get(SURPLUS_ATTR)]
 
 
 def free_slots(study: optuna.Study, n_trials: int) -> int:
@@ -238,23 +267,37 @@ def is_stale(trial: FrozenTrial, stale_after_s: float, now: float | None = None)
     return now - float(worker.get("heartbeat", now)) > stale_after_s
 
 
-def requeue_stale_trials(study: optuna.Study, stale_after_s: float) -> list[int]:
-    """Fail every stale RUNNING trial (:func:`is_stale`), mark it ``segohem_requeued`` and
-    queue its parameters again; returns the numbers of the trials requeued."""
+def requeue_stale_trials(study: optuna.Study, storage: BaseStorage, stale_after_s: float,
+                         max_retries: int) -> list[int]:
+    """Fail every stale RUNNING trial (:func:`is_stale`) and queue its parameters again (a new
+    trial with ``segohem_retry_of`` = its number), at most ``max_retries`` times per original
+    trial. Safe with several workers: only the worker whose ``tell`` wins requeues. Returns
+    the numbers of the trials requeued."""
     requeued = []
+    study_id = storage.get_study_id_from_name(study.study_name)
     for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if not is_stale(frozen, stale_after_s):
             continue
-        trial = optuna.Trial(study, frozen._trial_id)
-        trial.set_user_attr(REQUEUED_ATTR, True)
-        trial.set_user_attr(ERROR_ATTR, "its worker died while it was running; requeued")
-        study.tell(frozen.number, state=TrialState.FAIL, skip_if_finished=True)
-        retry_of = frozen.user_attrs.get(RETRY_OF_ATTR, frozen.number)
-        study.enqueue_trial(frozen.params, user_attrs={RETRY_OF_ATTR: retry_of})
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, frozen.number)
+        with contextlib.suppress(ValueError, RuntimeError):  # finished meanwhile
+            storage.set_trial_user_attr(trial_id, ERROR_ATTR,
+                                        "its worker died while it was running")
+        try:
+            study.tell(frozen.number, state=TrialState.FAIL)
+        except (ValueError, RuntimeError):  # another worker failed it first (or it ended)
+            continue
+        attempt = int(frozen.user_attrs.get(ATTEMPT_ATTR, 1))
+        if attempt > max_retries:
+            log.error("Trial %d died with its worker on attempt %d: not requeued again "
+                      "(hydra.sweeper.max_retries=%d); it counts as failed.", frozen.number,
+                      attempt, max_retries)
+            continue
+        study.enqueue_trial(frozen.params, user_attrs={RETRY_OF_ATTR: frozen.number,
+                                                       ATTEMPT_ATTR: attempt + 1})
         requeued.append(frozen.number)
     if requeued:
-        log.warning("Trials %s were running when their worker died: marked failed (requeued) "
-                    "and queued again with the same parameters.", requeued)
+        log.warning("Trials %s were running when their worker died: marked failed and queued "
+                    "again with the same parameters.", requeued)
     return requeued
 
 
@@ -267,20 +310,26 @@ def worker_lock(location: str, timeout_s: float = 600.0) -> Iterator[None]:
         yield
         return
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         lock = FileLock(str(path), timeout=timeout_s)
         lock.acquire()
     except Timeout:
         raise StudyError(f"{path}: another worker has held this lock for {timeout_s:.0f} s; if "
                          f"no worker of this study runs, delete the file.") from None
     except OSError as err:
-        raise StudyError(f"hydra.sweeper.storage={_redact(location)!r}: cannot open the study "
+        raise StudyError(f"hydra.sweeper.storage={redact(location)!r}: cannot open the study "
                          f"storage (cannot create {path}: {err}). Use a folder this user can "
                          f"write to.") from None
     try:
         yield
     finally:
         lock.release()
+
+
+_BEAT = threading.Lock()
+# A trial's job may fork (ddp_fork): never while a heartbeat holds a storage or driver lock,
+# which the child would inherit locked.
+os.register_at_fork(before=_BEAT.acquire, after_in_parent=_BEAT.release,
+                    after_in_child=_BEAT.release)
 
 
 class Heartbeat:
@@ -293,9 +342,10 @@ class Heartbeat:
         self._thread = threading.Thread(target=self._run, daemon=True, name="optuna-heartbeat")
 
     def beat(self) -> None:
-        for trial in self.trials:
-            with contextlib.suppress(Exception):  # finished meanwhile, storage hiccup
-                trial.set_user_attr(WORKER_ATTR, worker_record())
+        with _BEAT:
+            for trial in self.trials:
+                with contextlib.suppress(Exception):  # finished meanwhile, storage hiccup
+                    trial.set_user_attr(WORKER_ATTR, worker_record())
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
@@ -311,10 +361,22 @@ class Heartbeat:
         self._thread.join()
 
 
+def resolve_location(location: str) -> str:
+    """``env:NAME`` -> the storage URL in that environment variable (see :data:`STORAGE_ENV`)."""
+    if not location.startswith("env:"):
+        return location
+    name = location.removeprefix("env:")
+    if name not in os.environ:
+        raise StudyError(f"optuna.storage={location}: the environment variable {name} is not "
+                         f"set in this trial's process (the sweeper sets it; a launcher that "
+                         f"does not pass the environment on needs it exported).")
+    return os.environ[name]
+
+
 def load_trial(location: str, study_name: str, number: int) -> optuna.Trial:
     """Trial ``number`` of the study, for reporting from a trial's own process (the
     study's pruner is rebuilt from the settings the sweeper stored)."""
-    storage = open_storage(location)
+    storage = open_storage(resolve_location(location))
     study = optuna.load_study(study_name=study_name, storage=storage,
                               pruner=pruner_from_settings(storage, study_name))
     study_id = storage.get_study_id_from_name(study_name)
@@ -323,7 +385,7 @@ def load_trial(location: str, study_name: str, number: int) -> optuna.Trial:
 
 def frozen_trial(location: str, study_name: str, number: int) -> FrozenTrial:
     """Trial ``number`` of the study as stored now."""
-    storage = open_storage(location)
+    storage = open_storage(resolve_location(location))
     study_id = storage.get_study_id_from_name(study_name)
     return storage.get_trial(storage.get_trial_id_from_study_id_trial_number(study_id, number))
 

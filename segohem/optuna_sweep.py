@@ -14,8 +14,13 @@ pruning callback reports to that trial) and runs in ``<sweep dir>/<trial number>
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import logging
 import math
+import os
+import socket
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,22 +34,29 @@ from hydra.errors import HydraException
 from hydra.types import HydraContext, TaskFunction
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
+from segohem.job_status import describe, read_job_status
 from segohem.optuna_study import (
     ERROR_ATTR,
     OBJECTIVE_ATTR,
     OVERRIDES_ATTR,
     PRUNER_ATTR,
     SPACE_ATTR,
+    STORAGE_ENV,
     STUDY_FILE,
     WORKER_ATTR,
     Heartbeat,
     StudyError,
+    check_location,
     counted,
     free_slots,
     is_surplus,
+    lock_path,
+    open_storage,
     open_study,
+    redact,
     reproduce_command,
     requeue_stale_trials,
     storage_location,
@@ -66,7 +78,7 @@ class StudySweep:
     def __init__(self, study_name: str, storage: str | None, direction: str, n_trials: int,
                  n_jobs: int, sampler: Any, pruner: Any, params: Any, when: Any = None,
                  max_failure_rate: float = 1.0, heartbeat_s: float = 60.0,
-                 stale_after_s: float = 900.0) -> None:
+                 stale_after_s: float = 900.0, max_retries: int = 2) -> None:
         if direction not in ("maximize", "minimize"):
             raise ValueError(f"hydra.sweeper.direction={direction!r}: expected maximize or "
                              f"minimize.")
@@ -83,6 +95,7 @@ class StudySweep:
         self.when = _container(when) or {}
         self.max_failure_rate = max_failure_rate
         self.heartbeat_s, self.stale_after_s = heartbeat_s, stale_after_s
+        self.max_retries = max_retries
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction,
               config: DictConfig) -> None:
@@ -97,26 +110,50 @@ class StudySweep:
         fixed, space = self._search_space(arguments)
         self._check_keys(fixed, space)
         location = storage_location(self.storage, self.sweep_dir)
+        check_location(location, create=self.storage in (None, ""))
         settings = {SPACE_ATTR: space.describe(),
                     PRUNER_ATTR: _container(self.pruner_cfg),
                     OBJECTIVE_ATTR: {"metric": self.config.get("optimized_metric"),
                                      "classes": _container(self.config.get("optimized_classes"))}}
         with worker_lock(location):
-            study = open_study(location, self.study_name, self.direction, None,
+            storage = open_storage(location)
+            study = open_study(storage, location, self.study_name, self.direction,
                                _build(self.pruner_cfg), settings)
             worker = int(study.user_attrs.get(WORKERS_ATTR, 0))
             study.set_user_attr(WORKERS_ATTR, worker + 1)
-        study.sampler = self._sampler(worker)
+        if (sampler := self._sampler(worker, locked=lock_path(location) is not None)) is not None:
+            study.sampler = sampler
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
+        shown = redact(location)
         log.info("Optuna study %r in %s: %d of %d trials exist; this worker runs trials until "
-                 "the budget is used (optuna-dashboard %s).", self.study_name, location,
-                 len(counted(study.get_trials(deepcopy=False))), self.n_trials, location)
-        self._write_study_file(study, location)
+                 "the budget is used (optuna-dashboard %s).", self.study_name, shown,
+                 len(counted(study.get_trials(deepcopy=False))), self.n_trials, shown)
+        self._write_study_file(study, shown)
+        # Trials open the study themselves (pruning): a URL with a password reaches them
+        # through the environment, not through their saved configs.
+        job_location = location
+        if shown != location:
+            os.environ[STORAGE_ENV] = location
+            job_location = f"env:{STORAGE_ENV}"
 
         returns: list[JobReturn] = []
-        while batch := self._ask(study, location):
+        waiting_logged = False
+        while True:
+            batch = self._ask(study, storage, location)
+            if not batch:
+                running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                if not running:
+                    break
+                if not waiting_logged:  # they may die and be requeued: stay until they end
+                    log.info("Budget used; waiting for trials %s of other workers to end.",
+                             [t.number for t in running])
+                    waiting_logged = True
+                time.sleep(self.heartbeat_s)
+                continue
+            waiting_logged = False
             values = [space.sample(trial) for trial in batch]
-            jobs = [[*fixed, *space.overrides(v), f"++optuna.storage={format_value(location)}",
+            jobs = [[*fixed, *space.overrides(v),
+                     f"++optuna.storage={format_value(job_location)}",
                      f"++optuna.study_name={format_value(self.study_name)}",
                      f"++optuna.trial={trial.number}", f"hydra.sweep.subdir={trial.number}"]
                     for trial, v in zip(batch, values, strict=True)]
@@ -124,19 +161,26 @@ class StudySweep:
                 trial.set_user_attr(OVERRIDES_ATTR, [
                     a for a in [*fixed, *space.overrides(v)] if not a.startswith(NOT_REPRODUCED)])
             with Heartbeat(batch, self.heartbeat_s):
-                results = self.launcher.launch(jobs, initial_job_idx=batch[0].number)
+                try:
+                    results: list[JobReturn | None] = list(
+                        self.launcher.launch(jobs, initial_job_idx=batch[0].number))
+                except Exception as err:  # a launcher's job died (e.g. SLURM OOM, scancel)
+                    log.error("The launcher failed (%s: %s); reading each trial's outcome "
+                              "from its status.json.", type(err).__name__, err)
+                    results = [None] * len(batch)
             for trial, result in zip(batch, results, strict=True):
                 self._tell(study, trial, result)
-            returns += results
-            self._write_study_file(study, location)
+            returns += [r for r in results if r is not None]
+            self._write_study_file(study, shown)
             self._check_failure_rate(study)
         log.info("Study %r: budget of %d trials used.", self.study_name, self.n_trials)
         return returns
 
-    def _ask(self, study: optuna.Study, location: str) -> list[optuna.Trial]:
+    def _ask(self, study: optuna.Study, storage: BaseStorage,
+             location: str) -> list[optuna.Trial]:
         """Up to ``n_jobs`` trials of the budget left (none: the sweep is done)."""
         with worker_lock(location):
-            requeue_stale_trials(study, self.stale_after_s)
+            requeue_stale_trials(study, storage, self.stale_after_s, self.max_retries)
             batch = []
             for _ in range(min(self.n_jobs, free_slots(study, self.n_trials))):
                 trial = study.ask()
@@ -146,22 +190,31 @@ class StudySweep:
                 batch.append(trial)
         return batch
 
-    def _tell(self, study: optuna.Study, trial: optuna.Trial, result: JobReturn) -> None:
-        value = result._return_value
-        if result.status == JobStatus.COMPLETED and _is_number(value):
-            study.tell(trial, float(value))
-            log.info("Trial %d: %s = %.4f", trial.number, self.config.get("optimized_metric"),
-                     value)
-            return
-        if isinstance(value, optuna.TrialPruned):
-            study.tell(trial, state=TrialState.PRUNED)
-            log.info("Trial %d pruned (%s)", trial.number, value)
-            return
-        error = (f"{type(value).__name__}: {value}" if isinstance(value, BaseException) else
-                 f"the job returned {value!r}, not a number (is optimized_metric logged?)")
-        trial.set_user_attr(ERROR_ATTR, error[:2000])
-        study.tell(trial, state=TrialState.FAIL)
-        log.warning("Trial %d failed: %s", trial.number, error.splitlines()[0])
+    def _tell(self, study: optuna.Study, trial: optuna.Trial,
+              result: JobReturn | None) -> None:
+        """Record the job's outcome: its value, PRUNED, or FAIL with the error. Without a
+        JobReturn (the launcher failed), from the job's status.json."""
+        value = _outcome(result) if result is not None else _status_outcome(
+            self.sweep_dir / str(trial.number))
+        if _is_number(value):
+            state, values = TrialState.COMPLETE, float(value)
+            message = f"{self.config.get('optimized_metric')} = {value:.4f}"
+        elif isinstance(value, optuna.TrialPruned):
+            state, values, message = TrialState.PRUNED, None, f"pruned ({value})"
+        else:
+            state, values = TrialState.FAIL, None
+            error = (f"{type(value).__name__}: {value}" if isinstance(value, BaseException)
+                     else f"the job returned {value!r}, not a number (is optimized_metric "
+                          f"logged?)")
+            with contextlib.suppress(ValueError, RuntimeError):
+                trial.set_user_attr(ERROR_ATTR, error[:2000])
+            message = "failed: " + (error.splitlines() or [""])[0]
+        told = study.tell(trial, values, state=state, skip_if_finished=True)
+        if told.state != state:  # a worker took it for dead meanwhile and requeued it
+            log.warning("Trial %d %s, but the study had already marked it %s (its retry "
+                        "runs it again).", trial.number, message, told.state.name)
+        else:
+            log.info("Trial %d: %s", trial.number, message)
 
     def _check_failure_rate(self, study: optuna.Study) -> None:
         done = [t for t in counted(study.get_trials(deepcopy=False)) if t.state.is_finished()]
@@ -176,15 +229,20 @@ class StudySweep:
     def _search_space(self, arguments: Sequence[str]) -> tuple[list[str], SearchSpace]:
         """Command-line arguments that are sweeps (``loss.thresh=interval(0.5,0.9)``) join
         ``params``; the others are passed to every trial as they are."""
-        params = dict(self.params)
+        params, when = dict(self.params), {k: dict(v) for k, v in self.when.items()}
         fixed = []
         for override in OverridesParser.create().parse_overrides(list(arguments)):
+            key = override.get_key_element()
             if override.is_sweep_override():
-                key = override.get_key_element()
                 params[key] = override.input_line.split("=", 1)[1]
-            else:
-                fixed.append(override.input_line)
-        return fixed, SearchSpace.from_config(params, self.when)
+                continue
+            fixed.append(override.input_line)
+            if key in params:  # a value given on the command line: that key is not searched
+                log.info("%s given on the command line: not searched.", override.input_line)
+                params.pop(key)
+                when.pop(key, None)
+                _fix_conditions(params, when, key, override.value())
+        return fixed, SearchSpace.from_config(params, when)
 
     def _check_keys(self, fixed: list[str], space: SearchSpace) -> None:
         """Compose the config as the trials will, once per condition and per choice of a
@@ -233,14 +291,20 @@ class StudySweep:
     def _groups(self) -> set[str]:
         return set(self.config.hydra.runtime.choices.keys())
 
-    def _sampler(self, worker: int) -> optuna.samplers.BaseSampler | None:
-        """The configured sampler; its seed is offset by the worker's index in the study,
-        so a second worker (or a resumed sweep) does not repeat the first one's draws."""
+    def _sampler(self, worker: int, locked: bool) -> optuna.samplers.BaseSampler | None:
+        """The configured sampler (None: Optuna's default). Its seed is offset so that a
+        second worker, or a resumed sweep, does not repeat the first one's draws: by the
+        worker's index in the study (exact under the file lock of a file storage), and for
+        server storages, where workers may read the same index, also by host and pid."""
         if self.sampler_cfg is None:
             return None
         cfg = _container(self.sampler_cfg)
-        if worker and isinstance(cfg.get("seed"), int):
-            cfg["seed"] += worker
+        if isinstance(cfg.get("seed"), int):
+            offset = worker
+            if not locked:
+                tag = f"{socket.gethostname()}:{os.getpid()}".encode()
+                offset += int(hashlib.sha1(tag).hexdigest()[:7], 16) if worker else 0
+            cfg["seed"] += offset
         return _build(cfg)
 
     def _write_study_file(self, study: optuna.Study, location: str) -> None:
@@ -257,6 +321,42 @@ class StudySweep:
 
 
 _ABSENT = object()
+
+
+def _fix_conditions(params: dict[str, Any], when: dict[str, dict[str, Any]], key: str,
+                    value: Any) -> None:
+    """``key`` is fixed to ``value``: its conditions on other parameters are decided (kept
+    parameters lose the condition, the others leave the search space)."""
+    for other, conditions in list(when.items()):
+        if key not in conditions:
+            continue
+        allowed = conditions.pop(key)
+        allowed = allowed if isinstance(allowed, (list, tuple)) else [allowed]
+        if value not in allowed:
+            params.pop(other, None)
+            when.pop(other)
+        elif not conditions:
+            when.pop(other)
+
+
+def _outcome(result: JobReturn) -> Any:
+    """The job's return value, or the exception it raised."""
+    if result.status == JobStatus.COMPLETED:
+        return result.return_value
+    return result._return_value  # Hydra keeps the job's exception here (no public getter)
+
+
+def _status_outcome(job_dir: Path) -> Any:
+    """The outcome a job wrote to its status.json (value, TrialPruned or an exception)."""
+    status = read_job_status(job_dir) or {}
+    if status.get("status") == "COMPLETED":
+        return status.get("return_value")
+    error = status.get("error") or {}
+    if status.get("status") == "PRUNED":
+        return optuna.TrialPruned(error.get("message", ""))
+    return RuntimeError(describe(status) if status else
+                        f"{job_dir}: the job left no status.json (it never started, or its "
+                        f"node was lost)")
 
 
 def _is_number(value: Any) -> bool:

@@ -9,6 +9,7 @@ plots (optimisation history, parameter importances) as PNG files.
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +22,14 @@ from optuna.trial import FrozenTrial, TrialState
 from segohem.optuna_study import (
     ERROR_ATTR,
     PRUNED_AT_ATTR,
-    REQUEUED_ATTR,
     RETRY_OF_ATTR,
+    STORAGE_ENV,
     STUDY_FILE,
     SURPLUS_ATTR,
     StudyError,
     open_storage,
     reproduce_command,
+    retried,
 )
 
 HISTORY_PLOT = "optimization_history.png"
@@ -41,7 +43,13 @@ def load_sweep_study(sweep: Path) -> optuna.Study | None:
     if not path.is_file():
         return None
     info = yaml.safe_load(path.read_text()) or {}
-    storage = open_storage(str(info["storage"]))
+    location = str(info["storage"])
+    if ":***@" in location:  # the sweeper does not write passwords to files
+        if STORAGE_ENV not in os.environ:
+            raise StudyError(f"{path}: the storage URL {location} has its password left out; "
+                             f"set {STORAGE_ENV} to the full URL to read the study.")
+        location = os.environ[STORAGE_ENV]
+    storage = open_storage(location)
     try:
         return optuna.load_study(study_name=str(info["study_name"]), storage=storage)
     except KeyError as err:
@@ -49,10 +57,10 @@ def load_sweep_study(sweep: Path) -> optuna.Study | None:
                          f"{info.get('storage')} ({err}).") from None
 
 
-def trial_state(trial: FrozenTrial) -> str:
+def trial_state(trial: FrozenTrial, requeued: set[int]) -> str:
     """``COMPLETE``, ``PRUNED``, ``FAIL``, ``RUNNING``, ``WAITING``, or ``REQUEUED`` /
     ``SURPLUS`` for trials the sweeper set aside (a dead worker's, a race's extra)."""
-    if trial.user_attrs.get(REQUEUED_ATTR):
+    if trial.number in requeued:
         return "REQUEUED"
     if trial.user_attrs.get(SURPLUS_ATTR):
         return "SURPLUS"
@@ -64,8 +72,9 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
     parameter (absent: a conditional parameter the trial did not get), ``pruned at epoch``,
     ``retry of`` and ``error``."""
     trials = study.get_trials(deepcopy=False)
+    again = retried(trials)
     keys = list(dict.fromkeys(k for t in trials for k in t.params))
-    rows = [{"trial": t.number, "state": trial_state(t), "value": t.value,
+    rows = [{"trial": t.number, "state": trial_state(t, again), "value": t.value,
              **{k: t.params.get(k) for k in keys},
              "pruned at epoch": t.user_attrs.get(PRUNED_AT_ATTR),
              "retry of": t.user_attrs.get(RETRY_OF_ATTR),
@@ -110,7 +119,9 @@ def write_plots(study: optuna.Study, out: Path) -> list[Path]:
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     plots = [(HISTORY_PLOT, optuna_plots.plot_optimization_history)]
     if len(complete) >= 2 and any(t.params for t in complete):
-        plots.append((IMPORTANCE_PLOT, optuna_plots.plot_param_importances))
+        # PED-ANOVA: Optuna's default since 5.0; fANOVA (the default before) needs scikit-learn.
+        plots.append((IMPORTANCE_PLOT, lambda st: optuna_plots.plot_param_importances(
+            st, evaluator=optuna.importance.PedAnovaImportanceEvaluator())))
     written = []
     for name, plot in plots:
         axes = plot(study)

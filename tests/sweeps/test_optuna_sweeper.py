@@ -16,7 +16,7 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from segohem.optuna_study import REQUEUED_ATTR, RETRY_OF_ATTR, open_storage, reproduce_command
+from segohem.optuna_study import RETRY_OF_ATTR, open_storage, reproduce_command
 from segohem.sweep_summary import summarize
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -84,7 +84,7 @@ def test_a_killed_sweep_resumes_keeping_finished_trials(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     trials = load(sweep).trials
     assert trials[0].state == TrialState.COMPLETE and runs(sweep)[0] == first[0]  # kept
-    assert trials[1].state == TrialState.FAIL and trials[1].user_attrs[REQUEUED_ATTR]
+    assert trials[1].state == TrialState.FAIL
     retry = [t for t in trials if t.user_attrs.get(RETRY_OF_ATTR) == 1]
     assert len(retry) == 1 and retry[0].params == killed.params
     assert retry[0].state == TrialState.COMPLETE
@@ -96,7 +96,9 @@ def test_a_killed_sweep_resumes_keeping_finished_trials(tmp_path):
     (["hydra.sweeper.storage=postgresql://user:secret@127.0.0.1:1/db"],
      "cannot open the study storage"),
     (["hydra.sweeper.storage=mongodb://127.0.0.1/db"], "unknown scheme"),
-    (["hydra.sweeper.storage='sqlite:////proc/no/study.db'"], "cannot open the study storage"),
+    (["hydra.sweeper.storage='sqlite:////proc/no/study.db'"], "folder /proc/no does not exist"),
+    (["hydra.sweeper.storage=/nonexistent/mount/study.journal"],
+     "folder /nonexistent/mount does not exist (is the shared filesystem mounted?)"),
     (["hydra.sweeper.storage=/tmp/study.txt"], "a file storage must end in .journal"),
     (['+hydra.sweeper.params.z="choice(1,2)"'], "no key 'z' in the config"),
     (['hydra.sweeper.params.x="range(3,1)"'], "hydra.sweeper.params.x='range(3,1)': empty"),
@@ -146,3 +148,12 @@ def test_sweep_summary_reads_the_study(tmp_path):
     assert reproduce_command(best) in report
     assert {p.name for p in paths} >= {"optimization_history.png", "param_importances.png"}
     assert all(p.stat().st_size > 0 for p in paths)
+
+
+def test_a_value_given_on_the_command_line_is_not_searched(tmp_path):
+    sweep = tmp_path / "sweep"
+    done = run(toy(sweep, "hydra.sweeper.n_trials=2", "y=b", "+hydra.sweeper.when.x={y:[a]}"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    trials = load(sweep).trials
+    assert all(t.params == {} for t in trials)  # y fixed to b, and x only searched for y=a
+    assert all(r["y"] == "b" and r["x"] == 0.5 for r in runs(sweep).values())
