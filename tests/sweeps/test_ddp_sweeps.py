@@ -91,6 +91,7 @@ def test_loss_family_sweep_with_ddp_prunes_a_hopeless_trial_on_every_rank(tmp_pa
     compare with, from epoch 0) stops. Both ranks stop together (otherwise the job would hang),
     the study records PRUNED, and the CE trial never receives OHEM parameters."""
     sweep = tmp_path / "sweep"
+    sweep.mkdir()
     study = optuna.create_study(storage=open_storage(str(sweep / "optuna.journal")),
                                 study_name="family", direction="maximize")
     study.enqueue_trial({"loss": "ohem", "optimizer.lr": 0.01})
