@@ -21,16 +21,13 @@ import math
 import os
 import socket
 import time
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import optuna
 import yaml
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.plugins import Plugins
 from hydra.core.utils import JobReturn, JobStatus
-from hydra.errors import HydraException
 from hydra.types import HydraContext, TaskFunction
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -38,32 +35,34 @@ from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
 from segohem.job_status import describe, read_job_status
+from segohem.optuna_storage import (
+    STORAGE_ENV,
+    check_location,
+    lock_path,
+    open_storage,
+    redact,
+    storage_location,
+    worker_lock,
+)
 from segohem.optuna_study import (
     ERROR_ATTR,
     OBJECTIVE_ATTR,
     OVERRIDES_ATTR,
     PRUNER_ATTR,
     SPACE_ATTR,
-    STORAGE_ENV,
     STUDY_FILE,
     WORKER_ATTR,
     Heartbeat,
-    StudyError,
-    check_location,
     counted,
     free_slots,
     is_surplus,
-    lock_path,
-    open_storage,
     open_study,
-    redact,
     reproduce_command,
     requeue_stale_trials,
-    storage_location,
-    worker_lock,
     worker_record,
 )
-from segohem.search_space import SearchSpace, format_value
+from segohem.search_space import format_value
+from segohem.sweep_params import check_space_keys, sweep_search_space
 
 log = logging.getLogger(__name__)
 
@@ -107,8 +106,8 @@ class StudySweep:
     # ------------------------------------------------------------------ the worker's loop
 
     def sweep(self, arguments: list[str]) -> list[JobReturn]:
-        fixed, space = self._search_space(arguments)
-        self._check_keys(fixed, space)
+        fixed, space = sweep_search_space(self.params, self.when, arguments)
+        check_space_keys(self.hydra_context.config_loader, self.config, fixed, space)
         location = storage_location(self.storage, self.sweep_dir)
         check_location(location, create=self.storage in (None, ""))
         settings = {SPACE_ATTR: space.describe(),
@@ -226,71 +225,6 @@ class StudySweep:
 
     # ------------------------------------------------------------------ set-up and checks
 
-    def _search_space(self, arguments: Sequence[str]) -> tuple[list[str], SearchSpace]:
-        """Command-line arguments that are sweeps (``loss.thresh=interval(0.5,0.9)``) join
-        ``params``; the others are passed to every trial as they are."""
-        params, when = dict(self.params), {k: dict(v) for k, v in self.when.items()}
-        fixed = []
-        for override in OverridesParser.create().parse_overrides(list(arguments)):
-            key = override.get_key_element()
-            if override.is_sweep_override():
-                params[key] = override.input_line.split("=", 1)[1]
-                continue
-            fixed.append(override.input_line)
-            if key in params:  # a value given on the command line: that key is not searched
-                log.info("%s given on the command line: not searched.", override.input_line)
-                params.pop(key)
-                when.pop(key, None)
-                _fix_conditions(params, when, key, override.value())
-        return fixed, SearchSpace.from_config(params, when)
-
-    def _check_keys(self, fixed: list[str], space: SearchSpace) -> None:
-        """Compose the config as the trials will, once per condition and per choice of a
-        config group: every parameter must name a key (or group) of the config it gets."""
-        for param in space.params:
-            assignments = space.conditioning_values(param)
-            choices = getattr(param.distribution, "choices", None)
-            if param.key not in self._groups():
-                choices = None  # a value: its existence is checked, not each value
-            for assignment in assignments:
-                values = [assignment | {param.key: c} for c in choices] if choices else [
-                    assignment]
-                for value_set in values:
-                    self._compose_and_check(fixed, space, value_set, param.key)
-        for key in space.fixed:
-            self._compose_and_check(fixed, space, {}, key)
-
-    def _compose_and_check(self, fixed: list[str], space: SearchSpace,
-                           values: Mapping[str, Any], key: str) -> None:
-        # The checked key's own value is left out unless it is a config group: a missing
-        # key is reported below with the keys that exist.
-        overrides = [*fixed, *(f"{k}={format_value(v)}" for k, v in values.items()
-                               if k != key or k in self._groups())]
-        if key in space.fixed:
-            overrides.append(f"{key}={space.fixed[key]}")
-        where = ", ".join(f"{k}={format_value(v)}" for k, v in values.items()
-                          if k != key or k in self._groups()) or "as given"
-        try:
-            cfg = self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
-        except HydraException as err:
-            raise StudyError(f"hydra.sweeper.params.{key}: the config does not compose with "
-                             f"{where}: {err}") from None
-        bare = key.lstrip("+")
-        if key.startswith("+") or bare in cfg.hydra.runtime.choices:
-            return
-        if OmegaConf.select(cfg, bare, default=_ABSENT, throw_on_missing=False) is _ABSENT:
-            parent = bare.rpartition(".")[0]
-            node = OmegaConf.select(cfg, parent) if parent else cfg
-            known = sorted(node.keys()) if isinstance(node, DictConfig) else []
-            raise StudyError(
-                f"hydra.sweeper.params.{key}: no key {bare!r} in the config ({where}). "
-                f"Keys of {parent or 'the config'}: {known}. Fix the name, add a "
-                f"hydra.sweeper.when condition if it exists only for some choices, or write "
-                f"+{bare} to add a new key.")
-
-    def _groups(self) -> set[str]:
-        return set(self.config.hydra.runtime.choices.keys())
-
     def _sampler(self, worker: int, locked: bool) -> optuna.samplers.BaseSampler | None:
         """The configured sampler (None: Optuna's default). Its seed is offset so that a
         second worker, or a resumed sweep, does not repeat the first one's draws: by the
@@ -318,25 +252,6 @@ class StudySweep:
                 "n_trials": self.n_trials, "best": best}
         path = self.sweep_dir / STUDY_FILE
         path.write_text(yaml.safe_dump(info, sort_keys=False))
-
-
-_ABSENT = object()
-
-
-def _fix_conditions(params: dict[str, Any], when: dict[str, dict[str, Any]], key: str,
-                    value: Any) -> None:
-    """``key`` is fixed to ``value``: its conditions on other parameters are decided (kept
-    parameters lose the condition, the others leave the search space)."""
-    for other, conditions in list(when.items()):
-        if key not in conditions:
-            continue
-        allowed = conditions.pop(key)
-        allowed = allowed if isinstance(allowed, (list, tuple)) else [allowed]
-        if value not in allowed:
-            params.pop(other, None)
-            when.pop(other)
-        elif not conditions:
-            when.pop(other)
 
 
 def _outcome(result: JobReturn) -> Any:

@@ -19,15 +19,13 @@ import pandas as pd
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
+from segohem.optuna_storage import STORAGE_ENV, StudyError, open_storage
 from segohem.optuna_study import (
     ERROR_ATTR,
     PRUNED_AT_ATTR,
     RETRY_OF_ATTR,
-    STORAGE_ENV,
     STUDY_FILE,
     SURPLUS_ATTR,
-    StudyError,
-    open_storage,
     reproduce_command,
     retried,
 )

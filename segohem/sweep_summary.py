@@ -24,7 +24,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from segohem.optuna_study import StudyError
+from segohem.optuna_storage import StudyError
 from segohem.study_summary import load_sweep_study, study_report
 from segohem.sweeps import (
     MISSING,

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from segohem.callbacks import OptunaPruning
-from segohem.optuna_study import PRUNER_ATTR, open_storage
+from segohem.optuna_storage import open_storage
+from segohem.optuna_study import PRUNER_ATTR
 
 
 def fake_trainer(epoch: int, metrics: dict[str, float]) -> SimpleNamespace:

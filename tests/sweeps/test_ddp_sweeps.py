@@ -17,7 +17,7 @@ import yaml
 from optuna.trial import TrialState
 
 from segohem.job_status import read_job_status
-from segohem.optuna_study import open_storage
+from segohem.optuna_storage import open_storage
 
 TINY_DDP = ["trainer=ddp_cpu", "dataset.image_size=[64,64]", "dataset.train_set.num_samples=32",
             "dataset.val_set.num_samples=9", "dataset.num_workers=0", "trainer.max_epochs=1",

@@ -16,7 +16,8 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from segohem.optuna_study import RETRY_OF_ATTR, open_storage, reproduce_command
+from segohem.optuna_storage import open_storage
+from segohem.optuna_study import RETRY_OF_ATTR, reproduce_command
 from segohem.sweep_summary import summarize
 
 ROOT = Path(__file__).resolve().parents[2]
