@@ -13,7 +13,7 @@ mask back with :func:`read_raw` to know a sample's expected content exactly.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -202,26 +202,26 @@ def set_mask_values(path: Path, values: Sequence[int], start: int = 0) -> Path:
     return path
 
 
-def resize_file(path: Path, size: Size) -> Path:
-    """Rewrite an image/mask file at ``size`` = (H, W) (nearest), keeping mode and format."""
+def _transform_file(path: Path, change: Callable[[Image.Image], Image.Image]) -> Path:
+    """Rewrite an image file as ``change(image)``, in the same format."""
     path = Path(path)
     with Image.open(path) as im:
         im.load()
         fmt = im.format
-        out = im.resize((size[1], size[0]), Image.Resampling.NEAREST)
+        out = change(im)
     out.save(path, format=fmt)
     return path
+
+
+def resize_file(path: Path, size: Size) -> Path:
+    """Rewrite an image/mask file at ``size`` = (H, W) (nearest), keeping mode and format."""
+    return _transform_file(path, lambda im: im.resize((size[1], size[0]),
+                                                      Image.Resampling.NEAREST))
 
 
 def convert_file(path: Path, mode: str) -> Path:
     """Rewrite an image file in another Pillow mode ("L", "RGBA", ...), same format."""
-    path = Path(path)
-    with Image.open(path) as im:
-        im.load()
-        fmt = im.format
-        out = im.convert(mode)
-    out.save(path, format=fmt)
-    return path
+    return _transform_file(path, lambda im: im.convert(mode))
 
 
 # --------------------------------------------------------------------------------------------
