@@ -23,7 +23,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import optuna
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
@@ -70,7 +69,7 @@ class JobStatusFile(Callback):
         if job_return.status == JobStatus.COMPLETED:
             ok = value is None or isinstance(value, bool | int | float | str)
             status.update(status="COMPLETED", return_value=value if ok else repr(value))
-        elif isinstance(value, optuna.TrialPruned):  # a sweep's pruner stopped it early
+        elif _is_trial_pruned(value):  # a sweep's pruner stopped it early
             status.update(status="PRUNED", error={"type": "TrialPruned", "message": str(value),
                                                   "traceback": ""})
         else:
@@ -80,6 +79,13 @@ class JobStatusFile(Callback):
                 "type": type(error).__name__, "message": str(error), "traceback": text})
             _log_to_files(f"{status['task']} failed: {type(error).__name__}: {error}", error)
         write_json(self._path, status)
+
+
+def _is_trial_pruned(value: object) -> bool:
+    """``optuna.TrialPruned``, told by name: every command (eval, predict...) loads this
+    callback, and only sweeps need Optuna imported."""
+    return any(c.__name__ == "TrialPruned" and c.__module__.startswith("optuna")
+               for c in type(value).__mro__)
 
 
 def _log_to_files(message: str, error: BaseException) -> None:
