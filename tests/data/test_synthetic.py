@@ -77,6 +77,18 @@ def test_numpy_transform_is_converted_to_chw():
     assert item["mask"].dtype == torch.int64
 
 
+def test_cache_returns_the_generated_item_and_is_safe_to_modify():
+    cached, fresh = SyntheticDataset(split="val"), SyntheticDataset(split="val", cache=False)
+    first = cached[3]
+    first["image"][:] = 0
+    first["mask"][:] = 255  # a caller modifying its copy must not change the cache
+    again = cached[3]
+    assert np.array_equal(again["image"], fresh[3]["image"])
+    assert np.array_equal(again["mask"], fresh[3]["mask"])
+    assert again["image"].any() and (again["mask"] != 255).any()
+    assert set(cached._items) == {3} and not fresh._items
+
+
 def test_determinism_and_distinct_items():
     a, b = SyntheticDataset(seed=3)[7], SyntheticDataset(seed=3)[7]
     assert np.array_equal(a["image"], b["image"]) and np.array_equal(a["mask"], b["mask"])
