@@ -22,7 +22,9 @@ NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOK_FILES = sorted(NOTEBOOKS.glob("*.ipynb"))
 SOURCE_FILES = sorted(NOTEBOOKS.glob("*.py"))
 EXPECTED = ("01_ohem_explained.ipynb", "02_train_and_inspect.ipynb", "03_sweep_analysis.ipynb")
-CELL_TIMEOUT_S = 300
+# A hang detector, not a speed check: the sweep cell of 03 takes ~3 min on a 2-core CI machine,
+# more while other xdist workers start subprocesses (timed out at 300 s on a loaded machine).
+CELL_TIMEOUT_S = 600
 
 
 def test_expected_notebooks_exist():
