@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 
-# Under pytest-xdist (addopts: -n auto) every core runs a worker: one OpenMP thread per worker
+# Under pytest-xdist (addopts: -n logical) every CPU runs a worker: one OpenMP thread per worker
 # and per process a test starts (inherited), set before torch is imported. Several torch
 # processes with a thread per core each spin-wait for one another: a 2-thread training step was
 # ~7x slower than a 1-thread one on a busy 2-core machine (tests/test_notebooks.py, kernel_env).
