@@ -24,7 +24,7 @@
 #    input | ground truth | prediction | pixels OHEM kept) and the `train/ohem/kept_fraction`
 #    curve.
 #
-# The run is tiny (64 × 64 images, 384 training images, 10 epochs: under a minute on a
+# The run is tiny (64 × 64 images, 384 training images, 10 epochs: 75 s on a slow
 # 2-core CPU) but long enough for sensible predictions. The default `segohem-train` (96 × 96,
 # 512 images, 18 epochs) reaches mIoU ≈ 86 %.
 
