@@ -27,8 +27,8 @@
 # plots mIoU and the rare classes' IoU against `thresh` for each `n_min`, and picks the best
 # configuration.
 #
-# The sweep is tiny (6 jobs of 48 × 48 images, 6 epochs each: about a minute and a half on a
-# 2-core CPU), so differences of a point or two are noise; the *shape* of the result is what to look
+# The sweep is tiny (6 jobs of 48 × 48 images, 6 epochs each: 205 s on a slow 2-core CPU with
+# one thread), so differences of a point or two are noise; the *shape* of the result is what to look
 # at. For real decisions run longer and over several seeds (`scripts/compare_losses.py` runs 3).
 
 # %%
