@@ -14,6 +14,12 @@ background) in what makes the rare classes hard:
   object boundary (a 1-px ring outside specks), some images with an ignore frame of padding;
   classes background (noisy fBm), object (large polygons / ellipses), small (3-5 px radius,
   ~0.5 %), speck (2x2, ~0.1 %).
+* ``cracks_soft`` / ``voclike_soft``: the same scenes (same classes, same ids) plus one *soft*
+  class of medium frequency (2-8 % of the pixels) appended as the last id: ``smudge`` on
+  ``cracks`` (a faint brownish darkening of the texture, 5-10 %), ``haze`` on ``voclike`` (a
+  faint veil towards a lighter colour). Both fade in over 5-8 px (a Gaussian-blurred irregular
+  blob, label = opacity >= 1/2), are mottled, and cover the other classes' pixels without
+  relabelling them: a low-contrast tint over the texture that plain CE learns only in part.
 
 Thin / tiny structures have sizes in pixels and counts proportional to the image area, so
 their pixel shares barely depend on ``--size``. Sample ``i`` of a split depends only on
@@ -39,14 +45,14 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFilter
 
 IGNORE = 255
-SET_NAMES = ("cracks", "shapes", "voclike")  # position = generator stream id
+SET_NAMES = ("cracks", "shapes", "voclike", "cracks_soft", "voclike_soft")  # position = stream id
 Rng = np.random.Generator
 Sample = tuple[np.ndarray, np.ndarray]  # image (H, W, 3) uint8 RGB, mask (H, W) uint8
 Points = list[tuple[float, float]]  # (x, y) vertices, PIL order
@@ -253,6 +259,57 @@ def voclike(rng: Rng, h: int, w: int) -> Sample:
     return _finish(image, mask)
 
 
+def _soft_blobs(rng: Rng, h: int, w: int, p_present: float = 0.85) -> np.ndarray:
+    """Opacity (h, w) float32 in [0, 1] of 0-2 soft blobs: irregular ellipses of radius
+    0.11-0.19 x min(h, w), Gaussian-blurred (sigma 2-3 px: 10-90 % fade over 5-8 px)."""
+    shape = np.zeros((h, w), np.float32)
+    if rng.random() < p_present:
+        for _ in range(1 if rng.random() < 0.6 else 2):
+            r = rng.uniform(0.11, 0.19) * min(h, w)
+            shape += _raster(h, w, "polygon", _ellipse(
+                rng.uniform(0, w), rng.uniform(0, h), r, r * rng.uniform(0.5, 1),
+                rng.uniform(0, np.pi), 0.3, rng, 16))
+    im = Image.fromarray((255 * np.minimum(shape, 1)).astype(np.uint8))
+    return np.asarray(im.filter(ImageFilter.GaussianBlur(rng.uniform(2.0, 3.0))),
+                      np.float32) / 255
+
+
+def _add_soft(sample: Sample, alpha: np.ndarray, opacity: np.ndarray, veil: np.ndarray,
+              cls: int) -> Sample:
+    """Blend ``veil`` (H, W, 3) or (3,) float over the image with ``opacity`` (H, W) and label
+    the background pixels (id 0) where the blob's ``alpha`` (H, W) >= 0.5 as ``cls``; other
+    classes keep their ids under the veil."""
+    image, mask = sample[0].astype(np.float32), sample[1].copy()
+    a = opacity[..., None]
+    image = image * (1 - a) + veil * a
+    mask[(alpha >= 0.5) & (mask == 0)] = cls
+    return _finish(image, mask)
+
+
+def _mottled(rng: Rng, h: int, w: int, lo: float, hi: float) -> np.ndarray:
+    """(h, w) float32 strength: one uniform draw in [lo, hi] x (1 +- 0.3 fBm mottling)."""
+    return rng.uniform(lo, hi) * (1 + 0.6 * (_fbm(rng, h, w, 3, 3) - 0.5))
+
+
+def cracks_soft(rng: Rng, h: int, w: int) -> Sample:
+    """``cracks`` plus a soft smudge: a faint (5-10 %) brownish, mottled darkening of the
+    texture fading in over 5-8 px (class 4)."""
+    image, mask = cracks(rng, h, w)
+    alpha = _soft_blobs(rng, h, w)
+    tint = np.asarray([0.8, 1.0, 1.25], np.float32)  # darkens blue most: brownish
+    dark = image.astype(np.float32) * (1 - _mottled(rng, h, w, 0.05, 0.10)[..., None] * tint)
+    return _add_soft((image, mask), alpha, alpha, dark, 4)
+
+
+def voclike_soft(rng: Rng, h: int, w: int) -> Sample:
+    """``voclike`` plus a soft haze: a faint veil (opacity 10-18 %, mottled) towards a colour
+    lighter than the image's mean, fading in over 5-8 px (class 4); no void band around it."""
+    image, mask = voclike(rng, h, w)
+    alpha = _soft_blobs(rng, h, w)
+    fog = np.clip(image.reshape(-1, 3).mean(0) + rng.uniform(40, 70), 0, 255)
+    return _add_soft((image, mask), alpha, alpha * _mottled(rng, h, w, 0.10, 0.18), fog, 4)
+
+
 def _erode(m: np.ndarray) -> np.ndarray:
     """Binary erosion of (H, W) bool by the 4-neighbourhood (outside the image: True)."""
     return ~_dilate(~m, 1.0)
@@ -261,11 +318,13 @@ def _erode(m: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True)
 class HeldoutSet:
     """A generator ``draw(rng, h, w) -> (image (h, w, 3) uint8, mask (h, w) uint8)``, its
-    class names (mask value = index) and the intended share range of each rare class."""
+    class names (mask value = index), the intended share range of each rare class (fixed
+    before measuring: the classes of the rare-class mean) and of each soft medium class."""
 
     draw: Callable[[Rng, int, int], Sample]
     classes: tuple[str, ...]
     rare: dict[str, tuple[float, float]]
+    soft: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
 SETS = {
@@ -276,6 +335,12 @@ SETS = {
                           "wire": (0.002, 0.01)}),
     "voclike": HeldoutSet(voclike, ("background", "object", "small", "speck"),
                           {"small": (0.002, 0.01), "speck": (0.0003, 0.003)}),
+    "cracks_soft": HeldoutSet(cracks_soft, ("background", "stain", "crack", "pit", "smudge"),
+                              {"crack": (0.002, 0.01), "pit": (0.0003, 0.003)},
+                              {"smudge": (0.02, 0.08)}),
+    "voclike_soft": HeldoutSet(voclike_soft, ("background", "object", "small", "speck", "haze"),
+                               {"small": (0.002, 0.01), "speck": (0.0003, 0.003)},
+                               {"haze": (0.02, 0.08)}),
 }
 
 
@@ -343,11 +408,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: {args.out / name} ({time.perf_counter() - start:.1f} s); "
               f"train share of valid pixels:")
         for cls, p in zip(spec.classes, shares, strict=True):
-            lo, hi = spec.rare.get(cls, (0.0, 1.0))
+            lo, hi = {**spec.rare, **spec.soft}.get(cls, (0.0, 1.0))
             off = not lo <= p <= hi
             if off:
                 bad.append(f"{name}/{cls}: {100 * p:.3f} % not in [{100 * lo:g}, {100 * hi:g}] %")
-            note = f"  rare, intended {100 * lo:g}-{100 * hi:g} %" if cls in spec.rare else ""
+            kind = "rare" if cls in spec.rare else "soft" if cls in spec.soft else ""
+            note = f"  {kind}, intended {100 * lo:g}-{100 * hi:g} %" if kind else ""
             print(f"  {cls:<12}{100 * p:7.3f} %{note}{'  OUT OF RANGE' if off else ''}")
         print("  train with: segohem-train " + " ".join(
             f"'{o}'" if "[" in o else o for o in overrides(args.out / name, spec)))
