@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor, nn
 from torch.optim import Optimizer
 from torchmetrics import MaxMetric
 
+from segohem.abandonment import AbandonmentRule, AbandonmentWatch, abandonment_message, rule_from
 from segohem.epoch_stats import (
     MINING_PREFIX,
     OHEM_STATS,
@@ -63,6 +65,15 @@ class SegmentationModule(pl.LightningModule):
     :func:`~segohem.epoch_stats.mining_section`); it is kept in checkpoints and written to
     ``metrics.json`` by :class:`~segohem.callbacks.MetricsWriter`.
 
+    Abandoned classes (:mod:`segohem.abandonment`): after every training epoch that had a
+    validation, a class whose validation IoU stayed below ``abandonment.iou_below`` while its
+    ``kept_of_class`` stayed above ``abandonment.kept_above`` for the last
+    ``abandonment.validations`` validations (from ``abandonment.start`` x
+    ``trainer.max_epochs`` on) is logged as a TensorBoard text
+    (``warnings/abandoned_classes``, rank 0), ``train/mining/abandoned_classes`` counts such
+    classes per epoch, and ``mining_summary["abandoned_classes"]`` lists those still
+    abandoned (``metrics.json``; ``segohem-train`` repeats them in ``train.log`` at the end).
+
     Args:
         model: maps ``(B, 3, H, W)`` images to ``(B, C, h, w)`` logits.
         loss: ``(logits, labels) -> scalar``; may expose ``last_stats`` (mining statistics)
@@ -75,6 +86,8 @@ class SegmentationModule(pl.LightningModule):
         ignore_index: label value excluded from loss and metrics.
         compile: ``torch.compile`` the model.
         channels_last: use the channels_last memory format for model and inputs.
+        abandonment: the :class:`~segohem.abandonment.AbandonmentRule` (or a mapping of its
+            fields, ``enabled: false`` or None: off).
     """
 
     def __init__(
@@ -88,6 +101,7 @@ class SegmentationModule(pl.LightningModule):
         ignore_index: int = 255,
         compile: bool = False,
         channels_last: bool = False,
+        abandonment: AbandonmentRule | Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         names = list(class_names) if class_names is not None else [
@@ -114,6 +128,8 @@ class SegmentationModule(pl.LightningModule):
         self._epoch_sums = EpochSums()  # this epoch's training steps, summed on the device
         self._mining_run: dict[str, Any] = {}  # run totals (host), see _end_mining_epoch
         self.mining_summary: dict[str, Any] = {}
+        rule = rule_from(abandonment)
+        self._abandonment = AbandonmentWatch(rule) if rule is not None else None
 
     def configure_model(self) -> None:
         if self.channels_last:
@@ -188,6 +204,27 @@ class SegmentationModule(pl.LightningModule):
         self.mining_summary = {"epoch": self.current_epoch, "step": self.global_step,
                                "last_epoch": section,
                                "run": mining_section(self._mining_run, names)}
+        if self._abandonment is not None and "kept_of_class" in section:
+            self._watch_abandoned(section["kept_of_class"])
+
+    def _watch_abandoned(self, kept_of_class: dict[str, float | None]) -> None:
+        """Feed this epoch's validation IoU and kept ratios to the abandonment watch (only
+        when this epoch was validated), log the count and a TensorBoard text per warning."""
+        watch = self._abandonment
+        if watch is None or self.last_val.get("epoch") != self.current_epoch:
+            return
+        fired = watch.update(self.current_epoch, self.last_val.get("IoU") or {}, kept_of_class,
+                             self.trainer.max_epochs)
+        self.log(f"{MINING_PREFIX}/abandoned_classes", float(len(fired)))
+        if watch.flagged:
+            self.mining_summary["abandoned_classes"] = list(watch.flagged.values())
+        if fired and self.trainer.is_global_zero:
+            ce_weight = getattr(self.loss, "ce_weight", None)
+            text = "\n\n".join(abandonment_message(e, ce_weight) for e in fired)
+            for logger in self.loggers:
+                if isinstance(logger, TensorBoardLogger):
+                    logger.experiment.add_text("warnings/abandoned_classes", text,
+                                               global_step=self.global_step)
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         masks = batch["mask"]
@@ -241,7 +278,9 @@ class SegmentationModule(pl.LightningModule):
         checkpoint["segohem"] = {"config": self.run_config, "class_names": self.class_names,
                                  "best_val": self.best_val, "last_val": self.last_val,
                                  "mining": {"run": self._mining_run,
-                                            "summary": self.mining_summary}}
+                                            "summary": self.mining_summary},
+                                 "abandonment": (self._abandonment.state_dict()
+                                                 if self._abandonment is not None else None)}
 
     def _resume_schedule(self, checkpoint: dict[str, Any]) -> None:
         """Let a resumed fit continue this run's LR schedule at the saved step (as the former
@@ -273,3 +312,5 @@ class SegmentationModule(pl.LightningModule):
         mining = saved.get("mining") or {}
         self._mining_run = mining.get("run") or {}
         self.mining_summary = mining.get("summary") or {}
+        if self._abandonment is not None and saved.get("abandonment"):
+            self._abandonment.load_state_dict(saved["abandonment"])

@@ -14,6 +14,7 @@ from hydra.utils import instantiate
 from lightning.fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
 from omegaconf import DictConfig, OmegaConf
 
+from segohem.abandonment import abandonment_message
 from segohem.callbacks.optuna_pruning import OptunaPruning
 from segohem.config_checks import ConfigError, check_config
 from segohem.data import build_dataset
@@ -174,6 +175,10 @@ def train(cfg: DictConfig) -> float | None:
     mining_line = mining_report(mining, module.loss)
     if trainer.is_global_zero and mining_line:
         log.info(mining_line)
+    if trainer.is_global_zero:
+        for entry in mining.get("abandoned_classes") or ():
+            log.warning("Abandoned class: %s", abandonment_message(
+                entry, getattr(module.loss, "ce_weight", None)))
     if (pruned := _pruned_at(callbacks)) is not None:
         raise optuna.TrialPruned(f"pruned by the study's pruner after epoch {pruned}")
     metric_name = cfg.get("optimized_metric")

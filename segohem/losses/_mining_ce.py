@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TypedDict
+from typing import NamedTuple, TypedDict
 
 import torch
 from torch import Tensor, nn
 
 from segohem.losses._distributed import RankSum, global_value_local_gradient, rank_sum
-from segohem.losses._mining import MiningStats, mining_stats, reduce_selected, select_hardest
+from segohem.losses._mining import (
+    MiningStats,
+    Selection,
+    mining_stats,
+    reduce_selected,
+    select_hardest,
+)
 from segohem.losses._pixel_ce import pixel_cross_entropy
 from segohem.losses._validate import (
     check_label_range,
@@ -55,6 +61,20 @@ def checked_pixel_cross_entropy(
         if check_labels:
             check_label_range(labels, valid, logits.shape[1], ignore_index)
         raise
+
+
+class Mined(NamedTuple):
+    """One call's per-pixel cross-entropy and selection (``G`` mining groups of ``P`` pixels)."""
+
+    labels: Tensor
+    """``(B, *spatial)`` int64 labels."""
+    valid: Tensor
+    """``(B, *spatial)`` bool, ``labels != ignore_index``."""
+    ce: Tensor
+    """``(G, P)`` float32 per-pixel cross-entropy in nats, 0 on ignored pixels."""
+    n_valid: Tensor
+    """``(G,)`` int64 valid pixels per group."""
+    selection: Selection
 
 
 class MiningCrossEntropy(nn.Module):
@@ -114,7 +134,7 @@ class MiningCrossEntropy(nn.Module):
         """Loss threshold in nats above which a pixel is hard, or None for pure top-k."""
         raise NotImplementedError
 
-    def _mine(self, logits: Tensor, labels: Tensor, reduce: RankSum | None):
+    def _mine(self, logits: Tensor, labels: Tensor, reduce: RankSum | None) -> Mined:
         """Shared forward: checks, per-pixel CE ``(G, P)`` and the selection (across ranks
         when ``reduce`` is given and images are not mined one by one)."""
         labels = check_logits_labels(logits, labels)
@@ -132,24 +152,32 @@ class MiningCrossEntropy(nn.Module):
         else:
             selection = select_hardest(ce, self.min_kept(n_valid), ce.shape[1] - n_valid,
                                        self.loss_threshold())
-        return labels, valid, ce, n_valid, selection
+        return Mined(labels, valid, ce, n_valid, selection)
 
     def forward(self, logits: Tensor, labels: Tensor) -> Tensor:
         """Args: ``logits (B, C, *spatial)``, ``labels (B, *spatial)``. Returns a float32 scalar."""
-        # Only in training: evaluation loops may give ranks different numbers of batches.
-        reduce = rank_sum(self.sync_across_ranks and self.training)
-        labels, valid, ce, n_valid, selection = self._mine(logits, labels, reduce)
+        reduce = self._rank_sum()
+        return self._mined_loss(self._mine(logits, labels, reduce), logits.shape[1], reduce)
+
+    def _rank_sum(self) -> RankSum | None:
+        """The cross-rank sum of ``sync_across_ranks``, or None. Only in training: evaluation
+        loops may give ranks different numbers of batches."""
+        return rank_sum(self.sync_across_ranks and self.training)
+
+    def _mined_loss(self, mined: Mined, num_classes: int, reduce: RankSum | None) -> Tensor:
+        """The (weighted) mean CE over the kept pixels of ``mined``; sets ``last_stats``."""
+        labels, valid, ce, n_valid, selection = mined
         groups = ce.shape[0]
         if self.weight is None:
             coef, coef_sum = selection.weights, selection.kept
         else:
-            pixel_weight = pixel_class_weights(self.weight, labels, valid, logits.shape[1])
+            pixel_weight = pixel_class_weights(self.weight, labels, valid, num_classes)
             coef = selection.weights * pixel_weight.reshape(groups, -1)
             coef_sum = coef.sum(1)
         global_selection = reduce is not None and not self.per_image
         self.last_stats = mining_stats(selection, n_valid, reduce, global_selection,
                                        labels.reshape(groups, -1), valid.reshape(groups, -1),
-                                       logits.shape[1])
+                                       num_classes)
         if reduce is None:
             return reduce_selected(ce, coef, coef_sum, n_valid > 0)
         if global_selection:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import torch
 from segmentation_models_pytorch.losses import DiceLoss
 from torch import Tensor
 
-from segohem.losses._mining_ce import MiningOptions
-from segohem.losses._validate import Count, check_non_negative
+from segohem.losses._mining_ce import Mined, MiningOptions
+from segohem.losses._validate import Count, check_non_negative, pixel_class_weights
 from segohem.losses.ohem import OhemCELoss
 
 if TYPE_CHECKING:
@@ -16,7 +17,8 @@ if TYPE_CHECKING:
 
 
 class OhemDiceLoss(OhemCELoss):
-    """``OhemCELoss`` + ``dice_weight`` x SMP's multiclass soft Dice loss.
+    """``OhemCELoss`` + ``dice_weight`` x SMP's multiclass soft Dice loss
+    + ``ce_weight`` x plain cross-entropy over every valid pixel (a CE floor).
 
     The OHEM term is exactly :class:`~segohem.losses.OhemCELoss` (same arguments, same
     mining, statistics and ``selected_pixels``). The Dice term is
@@ -31,38 +33,70 @@ class OhemDiceLoss(OhemCELoss):
     imbalanced sets (docs/benchmarks.md) the sum learns tiny classes that OHEM alone leaves
     near 0 IoU.
 
-    Under DDP the Dice term is computed on each rank's shard (``sync_across_ranks`` applies
-    to the OHEM term only). Shapes: ``logits (B, C, *spatial)`` any float dtype (float32
-    inside), ``labels (B, *spatial)``; returns a float32 scalar.
+    The CE floor is the mean cross-entropy over all valid pixels (class-weighted as
+    ``F.cross_entropy``'s ``'mean'`` with ``weight``; 0 with zero gradients when none is
+    valid), computed from the OHEM term's own per-pixel CE (no second pass). Why: the mined
+    term gives no gradient at all to a pixel once ``p(true class) >= thresh``, so where a
+    soft, low-contrast class is hard to tell from the pixels around it, the training can park
+    every such pixel at the threshold and never sharpen the features that separate them;
+    plain CE keeps pushing the confident pixels and learns the class (docs/benchmarks.md,
+    "No class left behind").
+
+    Under DDP the Dice term and the CE floor are computed on each rank's shard
+    (``sync_across_ranks`` applies to the OHEM term only). Shapes: ``logits (B, C,
+    *spatial)`` any float dtype (float32 inside), ``labels (B, *spatial)``; returns a float32
+    scalar.
 
     Args:
         thresh, n_min: those of :class:`~segohem.losses.OhemCELoss`.
-        dice_weight: weight of the Dice term (finite, >= 0; 0 gives exactly ``OhemCELoss``).
+        dice_weight: weight of the Dice term (finite, >= 0).
+        ce_weight: weight of the CE floor (finite, >= 0). With both weights 0 the loss is
+            exactly ``OhemCELoss``.
         **options: the other arguments of ``OhemCELoss`` (``ignore_index``, ``weight``,
             ``per_image``, ``check_labels``, ``sync_across_ranks``).
 
     Attributes:
         last_stats: the OHEM term's :class:`~segohem.losses.MiningStats` of the last call.
-        last_terms: ``{"ohem": ..., "dice": ...}`` detached unweighted terms of the last call.
+        last_terms: detached unweighted terms of the last call: ``ohem``, and ``dice`` /
+            ``ce`` when their weight is not 0.
     """
 
     def __init__(self, thresh: float = 0.7, n_min: Count = None, *, dice_weight: float = 0.5,
-                 **options: Unpack[MiningOptions]) -> None:
+                 ce_weight: float = 0.0, **options: Unpack[MiningOptions]) -> None:
         super().__init__(thresh, n_min, **options)
         self.dice_weight = check_non_negative(
             "dice_weight", dice_weight, hint=" (the weight of the Dice term; 0 turns it off)")
+        self.ce_weight = check_non_negative(
+            "ce_weight", ce_weight,
+            hint=" (the weight of plain CE over all valid pixels; 0 turns it off)")
         self.dice = DiceLoss("multiclass", ignore_index=self.ignore_index)
         self.last_terms: dict[str, Tensor] = {}
 
     def forward(self, logits: Tensor, labels: Tensor) -> Tensor:
         """Args: ``logits (B, C, *spatial)``, ``labels (B, *spatial)``. Returns a scalar."""
-        ohem = super().forward(logits, labels)  # checks shapes and labels first
-        if self.dice_weight == 0.0:
-            self.last_terms = {"ohem": ohem.detach()}
-            return ohem
-        dice = self.dice(logits.float(), labels)
-        self.last_terms = {"ohem": ohem.detach(), "dice": dice.detach()}
-        return ohem + self.dice_weight * dice
+        reduce = self._rank_sum()
+        mined = self._mine(logits, labels, reduce)  # checks shapes and labels first
+        total = self._mined_loss(mined, logits.shape[1], reduce)
+        self.last_terms = {"ohem": total.detach()}
+        if self.dice_weight != 0.0:
+            dice = self.dice(logits.float(), labels)
+            self.last_terms["dice"] = dice.detach()
+            total = total + self.dice_weight * dice
+        if self.ce_weight != 0.0:
+            ce = self._mean_ce(mined, logits.shape[1])
+            self.last_terms["ce"] = ce.detach()
+            total = total + self.ce_weight * ce
+        return total
+
+    def _mean_ce(self, mined: Mined, num_classes: int) -> Tensor:
+        """The CE floor: (class-weighted) mean of ``mined.ce`` over the valid pixels, 0 if none."""
+        if self.weight is None:
+            total, norm = mined.ce.sum(), mined.n_valid.sum().to(torch.float32)
+        else:
+            weights = pixel_class_weights(self.weight, mined.labels, mined.valid, num_classes)
+            total, norm = (mined.ce * weights.reshape(mined.ce.shape)).sum(), weights.sum()
+        return torch.where(norm > 0, total / norm.clamp_min(torch.finfo(torch.float32).tiny),
+                           total * 0.0)
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, dice_weight={self.dice_weight}"
+        return f"{super().extra_repr()}, dice_weight={self.dice_weight}, ce_weight={self.ce_weight}"
