@@ -259,6 +259,14 @@ def voclike(rng: Rng, h: int, w: int) -> Sample:
     return _finish(image, mask)
 
 
+SOFT_BLUR = (2.5, 3.5)
+"""Gaussian sigma (px) of the soft blobs' edge: 10-90 % fade over 2.56 sigma."""
+SMUDGE_DARKEN = (0.035, 0.07)
+"""``cracks_soft``: the smudge's darkening (fraction of the texture's brightness)."""
+HAZE_OPACITY = (0.22, 0.35)
+"""``voclike_soft``: the haze's opacity (its colour is 40-70 above the image's mean)."""
+
+
 def _soft_blobs(rng: Rng, h: int, w: int, p_present: float = 0.85) -> np.ndarray:
     """Opacity (h, w) float32 in [0, 1] of 0-2 soft blobs: irregular ellipses of radius
     0.11-0.19 x min(h, w), Gaussian-blurred (sigma 2-3 px: 10-90 % fade over 5-8 px)."""
@@ -270,7 +278,7 @@ def _soft_blobs(rng: Rng, h: int, w: int, p_present: float = 0.85) -> np.ndarray
                 rng.uniform(0, w), rng.uniform(0, h), r, r * rng.uniform(0.5, 1),
                 rng.uniform(0, np.pi), 0.3, rng, 16))
     im = Image.fromarray((255 * np.minimum(shape, 1)).astype(np.uint8))
-    return np.asarray(im.filter(ImageFilter.GaussianBlur(rng.uniform(2.0, 3.0))),
+    return np.asarray(im.filter(ImageFilter.GaussianBlur(rng.uniform(*SOFT_BLUR))),
                       np.float32) / 255
 
 
@@ -297,7 +305,7 @@ def cracks_soft(rng: Rng, h: int, w: int) -> Sample:
     image, mask = cracks(rng, h, w)
     alpha = _soft_blobs(rng, h, w)
     tint = np.asarray([0.8, 1.0, 1.25], np.float32)  # darkens blue most: brownish
-    dark = image.astype(np.float32) * (1 - _mottled(rng, h, w, 0.05, 0.10)[..., None] * tint)
+    dark = image.astype(np.float32) * (1 - _mottled(rng, h, w, *SMUDGE_DARKEN)[..., None] * tint)
     return _add_soft((image, mask), alpha, alpha, dark, 4)
 
 
@@ -307,7 +315,7 @@ def voclike_soft(rng: Rng, h: int, w: int) -> Sample:
     image, mask = voclike(rng, h, w)
     alpha = _soft_blobs(rng, h, w)
     fog = np.clip(image.reshape(-1, 3).mean(0) + rng.uniform(40, 70), 0, 255)
-    return _add_soft((image, mask), alpha, alpha * _mottled(rng, h, w, 0.10, 0.18), fog, 4)
+    return _add_soft((image, mask), alpha, alpha * _mottled(rng, h, w, *HAZE_OPACITY), fog, 4)
 
 
 def _erode(m: np.ndarray) -> np.ndarray:

@@ -84,3 +84,64 @@ def test_rule_from_config():
     assert rule_from(None) is None
     assert rule_from({"enabled": False, "iou_below": 0.2}) is None
     assert rule_from({"iou_below": 0.2}) == AbandonmentRule(iou_below=0.2)
+
+
+# ------------------------------------------------------------------ in a real (tiny) run
+
+
+def _unlearnable_folder(root, n_train: int = 16, n_val: int = 4, size: int = 32):
+    """A folder set whose class 2 ('noise', ~8 % of pixels) is scattered at random with
+    nothing in the image to tell it: no model can predict it, and a mining loss keeps every
+    one of its pixels hard. Class 1 ('square') is a bright square, easy to learn."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for sub in ("images", "masks", "splits"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", n_train), ("val", n_val)):
+        stems = [f"{split}_{i}" for i in range(n)]
+        for stem in stems:
+            image = rng.normal(100, 10, (size, size, 3))
+            mask = np.zeros((size, size), np.uint8)
+            y, x = rng.integers(0, size - 10, 2)
+            mask[y:y + 10, x:x + 10] = 1
+            image[mask == 1] += 120
+            mask[(rng.random((size, size)) < 0.08) & (mask == 0)] = 2
+            Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(
+                root / "images" / f"{stem}.png")
+            Image.fromarray(mask).save(root / "masks" / f"{stem}.png")
+        (root / "splits" / f"{split}.txt").write_text("\n".join(stems) + "\n")
+    return root
+
+
+@pytest.mark.slow
+def test_fires_in_a_run_where_a_class_cannot_be_learned(tmp_path, caplog):
+    import json
+    import logging
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from segohem.training import train
+    from tests._support.configs import compose_train
+
+    root = _unlearnable_folder(tmp_path / "data")
+    out = tmp_path / "run"
+    cfg = compose_train([
+        "dataset=folder", f"dataset.root={root}", "dataset.num_classes=3",
+        "dataset.class_names=[background,square,noise]", "dataset.num_workers=0",
+        "loss=ohem", "trainer.max_epochs=6", "min_train_steps=null",
+        "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"], out)
+    with caplog.at_level(logging.WARNING, logger="segohem.training"):
+        train(cfg)
+    flagged = json.loads((out / "metrics.json").read_text())["mining"]["abandoned_classes"]
+    names = [entry["class"] for entry in flagged]
+    assert "noise" in names and "background" not in names
+    noise = flagged[names.index("noise")]
+    assert len(noise["epochs"]) == 3 and noise["epochs"][-1] == 5
+    assert all(i < 0.10 for i in noise["iou"]) and all(k > 0.95 for k in noise["kept_of_class"])
+    lines = [r.getMessage() for r in caplog.records if "Abandoned class" in r.getMessage()]
+    assert any("'noise'" in line and "loss=ce" in line for line in lines)
+    events = EventAccumulator(str(next(out.rglob("events.out.tfevents.*")).parent)).Reload()
+    assert "warnings/abandoned_classes/text_summary" in events.Tags()["tensors"]
+    assert "train/mining/abandoned_classes" in events.Tags()["scalars"]

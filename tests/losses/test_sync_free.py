@@ -10,7 +10,13 @@ synchronising CUDA call.
 import pytest
 import torch
 
-from segohem.losses import BinaryOhemLoss, CrossEntropyLoss, OhemCELoss, TopKCELoss
+from segohem.losses import (
+    BinaryOhemLoss,
+    CrossEntropyLoss,
+    OhemCELoss,
+    OhemDiceLoss,
+    TopKCELoss,
+)
 from tests._support.batches import make_batch, value_and_grad
 from tests._support.reference_losses import bisenet_ohem
 
@@ -23,6 +29,11 @@ def loss_cases():
         ("ohem_per_image_weighted",
          lambda: OhemCELoss(0.7, per_image=True, weight=[1.0, 2.0, 0.5, 1.0],
                             check_labels=False), False),
+        ("ohem_dice_ce_floor",
+         lambda: OhemDiceLoss(0.7, dice_weight=0.5, ce_weight=1.0, check_labels=False), False),
+        ("ohem_dice_ce_floor_weighted",
+         lambda: OhemDiceLoss(0.7, dice_weight=0.5, ce_weight=0.5, weight=[1.0, 2.0, 0.5, 1.0],
+                              check_labels=False), False),
         ("topk_warmup", lambda: TopKCELoss(0.3, warmup_steps=5, check_labels=False), False),
         ("ce", lambda: CrossEntropyLoss(check_labels=False), False),
         ("binary", lambda: BinaryOhemLoss(mine_positives=True, balance=True,
