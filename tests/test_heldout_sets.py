@@ -1,7 +1,8 @@
-"""scripts/make_heldout_sets.py (on pytest's pythonpath): the three sets load through
+"""scripts/make_heldout_sets.py (on pytest's pythonpath): the five sets load through
 FolderDataset, their masks hold the intended ids, rare classes are present and under 1 % at the
-default settings, and the output depends only on the seed (and each sample only on its
-index)."""
+default settings, the soft classes cover 2-8 % with edges that fade over several pixels, the
+soft variants keep their base scenes' classes, and the output depends only on the seed (and
+each sample only on its index)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ def _masks(root: Path, split: str) -> np.ndarray:
     return np.stack([np.asarray(Image.open(root / "masks" / f"{s}.png")) for s in stems])
 
 
-@pytest.mark.parametrize("name", ["cracks", "shapes", "voclike"])
+@pytest.mark.parametrize("name", list(mhs.SETS))
 def test_tiny_set_reads_as_folder_dataset(tmp_path: Path, name: str) -> None:
     assert mhs.main(["--out", str(tmp_path), "--sets", name, *TINY]) == 0
     root, classes = tmp_path / name, mhs.SETS[name].classes
@@ -37,7 +38,7 @@ def test_tiny_set_reads_as_folder_dataset(tmp_path: Path, name: str) -> None:
     values = set(np.unique(masks).tolist())
     assert values <= {*range(len(classes)), 255}
     assert values >= set(range(len(classes))), f"a class is missing from {name}"
-    assert (255 in values) == (name == "voclike")  # only voclike has void bands
+    assert (255 in values) == name.startswith("voclike")  # only voclike has void bands
     overrides = (root / "overrides.txt").read_text().split()
     assert overrides == ["dataset=folder", f"dataset.root={root.resolve()}",
                          f"dataset.num_classes={len(classes)}",
@@ -78,8 +79,27 @@ def test_deterministic_per_seed_and_sample(tmp_path: Path) -> None:
         return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*.png"))}
 
     a, b = files(tmp_path / "a"), files(tmp_path / "b")
-    assert a == b and len(a) == 3 * 2 * 8
+    assert a == b and len(a) == len(mhs.SETS) * 2 * 8
     c = files(tmp_path / "c", "--seed", "1")
     assert a.keys() == c.keys() and all(a[k] != c[k] for k in a if "images" in k)
     d = files(tmp_path / "d", "--train", "3")  # fewer samples: the first ones unchanged
-    assert all(a[k] == v for k, v in d.items()) and len(d) == 3 * 2 * 5
+    assert all(a[k] == v for k, v in d.items()) and len(d) == len(mhs.SETS) * 2 * 5
+
+
+@pytest.mark.parametrize("name", [n for n, spec in mhs.SETS.items() if spec.soft])
+def test_soft_class_is_medium_sized_low_contrast_and_fades(name: str) -> None:
+    """The soft class: 2-8 % of the pixels, the last id, over the base scene's classes; its
+    veil is faint (a few % of the brightness) and its opacity ramps over >= 4 px."""
+    spec = mhs.SETS[name]
+    (soft, (lo, hi)), = spec.soft.items()
+    assert spec.classes[-1] == soft and lo >= 0.02 and hi <= 0.08
+    base = mhs.SETS[name.removesuffix("_soft")]
+    assert spec.classes[:-1] == base.classes and spec.rare == base.rare
+    rng = np.random.default_rng(0)
+    alphas = [mhs._soft_blobs(rng, 96, 96, p_present=1.0) for _ in range(20)]
+    for alpha in alphas:
+        ramp = (alpha > 0.1) & (alpha < 0.9)  # the 10-90 % fade
+        core = alpha >= 0.9
+        assert ramp.sum() > 0.5 * core.sum()  # a wide band around the core, not a hard edge
+    # the 10-90 % fade of a straight edge blurred with the smallest sigma spans >= 4 px
+    assert 2.56 * mhs.SOFT_BLUR[0] >= 4
