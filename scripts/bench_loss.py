@@ -100,10 +100,9 @@ def multiclass_losses() -> dict[str, LossFn]:
         "OhemCELoss(0.7, check_labels=False)": OhemCELoss(thresh=0.7, check_labels=False),
         "OhemCELoss(0.7, per_image=True)": OhemCELoss(thresh=0.7, per_image=True),
         "OhemCELoss(0.05) [n_min fallback]": OhemCELoss(thresh=0.05),
-        "OhemDiceLoss(0.7, dice_weight=0.5) [ohem_dice until issue 19]": OhemDiceLoss(
-            thresh=0.7, dice_weight=0.5),
-        "OhemDiceLoss(0.7, dice_weight=0.5, ce_weight=1.0)": OhemDiceLoss(
-            thresh=0.7, dice_weight=0.5, ce_weight=1.0),
+        "OhemDiceLoss(0.7, dice_weight=0.5, ce_weight=0) [ohem_dice before issue 19]":
+            OhemDiceLoss(thresh=0.7, dice_weight=0.5, ce_weight=0.0),
+        "OhemDiceLoss() [loss=ohem_dice, the default: + 0.5 Dice + 1.0 CE]": OhemDiceLoss(),
         "TopKCELoss(0.2)": TopKCELoss(top_k=0.2),
         "MinorityRectificationLoss(CE) [loss=crl]": MinorityRectificationLoss(
             CrossEntropyLoss(), alpha=0.5),

@@ -15,13 +15,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-ABANDONED_HINT = (
-    "the mined loss keeps all its pixels hard while the model never predicts it; compare "
-    "with loss=ce, keep the CE floor on (loss.ce_weight, default 1.0; it was "
-    "{ce_weight}), raise loss.thresh (fewer pixels parked at the threshold), or check the "
-    "class's labels")
-"""What to try, formatted with the run's ``ce_weight`` (``n/a`` for losses without one)."""
-
 
 @dataclass(frozen=True)
 class AbandonmentRule:
@@ -98,14 +91,28 @@ class AbandonmentWatch:
         self.flagged = dict(state.get("flagged", {}))
 
 
+def what_to_try(ce_weight: float | None) -> str:
+    """The advice of a warning, by the run's CE floor weight (None: the loss has none)."""
+    if ce_weight is None:
+        floor = ("train with the default loss=ohem_dice, whose CE floor (loss.ce_weight=1.0) "
+                 "keeps such classes")
+    elif ce_weight == 0:
+        floor = "turn the CE floor back on (loss.ce_weight=1.0, the default)"
+    else:
+        floor = f"raise the CE floor (loss.ce_weight, now {ce_weight:g})"
+    return (f"{floor}, raise loss.thresh (fewer pixels parked below it), compare with loss=ce, "
+            f"or check the class's labels")
+
+
 def abandonment_message(entry: Mapping[str, Any], ce_weight: float | None = None) -> str:
-    """One warning line for an :meth:`AbandonmentWatch.update` entry."""
+    """One warning line for an :meth:`AbandonmentWatch.update` entry; ``ce_weight``: the
+    loss's CE floor weight (None for a loss without one)."""
     ious = ", ".join(f"{100 * v:.1f}" for v in entry["iou"])
     kept = ", ".join(f"{v:.3f}" for v in entry["kept_of_class"])
     epochs = ", ".join(str(e) for e in entry["epochs"])
-    hint = ABANDONED_HINT.format(ce_weight="n/a" if ce_weight is None else f"{ce_weight:g}")
-    return (f"class {entry['class']!r} looks abandoned: validation IoU {ious} % with "
-            f"kept_of_class {kept} at epochs {epochs}; {hint}.")
+    return (f"class {entry['class']!r} looks abandoned: validation IoU {ious} % while "
+            f"kept_of_class {kept} (every pixel of it stays hard: the model never gets "
+            f"confident on it) at epochs {epochs}; {what_to_try(ce_weight)}.")
 
 
 def rule_from(spec: AbandonmentRule | Mapping[str, Any] | None) -> AbandonmentRule | None:

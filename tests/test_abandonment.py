@@ -33,7 +33,9 @@ def test_fires_after_three_validations_in_a_row_and_names_the_numbers():
     assert watch.flagged == {"stain": fired[3][0]}
     text = abandonment_message(entry, ce_weight=1.0)
     assert "'stain'" in text and "2.0, 2.0, 2.0 %" in text and "1.000" in text
-    assert "loss=ce" in text and "loss.ce_weight" in text and "it was 1" in text
+    assert "loss=ce" in text and "raise the CE floor (loss.ce_weight, now 1)" in text
+    assert "loss.ce_weight=1.0, the default" in abandonment_message(entry, ce_weight=0.0)
+    assert "loss=ohem_dice" in abandonment_message(entry, ce_weight=None)
 
 
 @pytest.mark.parametrize("breaker", [(0.15, 1.0), (0.0, 0.90), (None, 1.0), (0.0, None)])
@@ -141,7 +143,7 @@ def test_fires_in_a_run_where_a_class_cannot_be_learned(tmp_path, caplog):
     assert len(noise["epochs"]) == 3 and noise["epochs"][-1] == 5
     assert all(i < 0.10 for i in noise["iou"]) and all(k > 0.95 for k in noise["kept_of_class"])
     lines = [r.getMessage() for r in caplog.records if "Abandoned class" in r.getMessage()]
-    assert any("'noise'" in line and "loss=ce" in line for line in lines)
+    assert any("'noise'" in line and "loss=ohem_dice" in line for line in lines)
     events = EventAccumulator(str(next(out.rglob("events.out.tfevents.*")).parent)).Reload()
     assert "warnings/abandoned_classes/text_summary" in events.Tags()["tensors"]
     assert "train/mining/abandoned_classes" in events.Tags()["scalars"]

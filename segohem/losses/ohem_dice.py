@@ -62,7 +62,7 @@ class OhemDiceLoss(OhemCELoss):
     """
 
     def __init__(self, thresh: float = 0.7, n_min: Count = None, *, dice_weight: float = 0.5,
-                 ce_weight: float = 0.0, **options: Unpack[MiningOptions]) -> None:
+                 ce_weight: float = 1.0, **options: Unpack[MiningOptions]) -> None:
         super().__init__(thresh, n_min, **options)
         self.dice_weight = check_non_negative(
             "dice_weight", dice_weight, hint=" (the weight of the Dice term; 0 turns it off)")
