@@ -16,7 +16,7 @@ from segohem.losses._mining import (
     reduce_selected,
     select_hardest,
 )
-from segohem.losses._pixel_ce import pixel_cross_entropy
+from segohem.losses._pixel_ce import pixel_cross_entropy, pixel_cross_entropy_and_class_sums
 from segohem.losses._validate import (
     check_label_range,
     check_logits_labels,
@@ -36,9 +36,11 @@ class MiningOptions(TypedDict, total=False):
 
 
 def checked_pixel_cross_entropy(
-    logits: Tensor, labels: Tensor, valid: Tensor, ignore_index: int, check_labels: bool
-) -> Tensor:
-    """:func:`pixel_cross_entropy` with the label range check of :func:`check_label_range`.
+    logits: Tensor, labels: Tensor, valid: Tensor, ignore_index: int, check_labels: bool,
+    class_sums: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
+    """:func:`pixel_cross_entropy` with the label range check of :func:`check_label_range`
+    (with ``class_sums``: :func:`pixel_cross_entropy_and_class_sums`, a ``(ce, sums)`` pair).
 
     On CPU (eager) the check is free: gathering a label outside ``[0, C)`` already fails
     there, so that error is caught and replaced by the ``ValueError`` naming the values.
@@ -55,8 +57,9 @@ def checked_pixel_cross_entropy(
     kernel_checks = labels.device.type == "cpu" and not torch.compiler.is_compiling()
     if check_labels and not kernel_checks:
         check_label_range(labels, valid, logits.shape[1], ignore_index)
+    kernel = pixel_cross_entropy_and_class_sums if class_sums else pixel_cross_entropy
     try:
-        return pixel_cross_entropy(logits, labels, valid)
+        return kernel(logits, labels, valid)
     except (IndexError, RuntimeError):
         if check_labels:
             check_label_range(labels, valid, logits.shape[1], ignore_index)
@@ -75,6 +78,9 @@ class Mined(NamedTuple):
     n_valid: Tensor
     """``(G,)`` int64 valid pixels per group."""
     selection: Selection
+    prob_sums: Tensor | None = None
+    """``(C,)`` softmax probability of each class summed over the valid pixels (only for a
+    loss with ``wants_prob_sums``)."""
 
 
 class MiningCrossEntropy(nn.Module):
@@ -125,6 +131,7 @@ class MiningCrossEntropy(nn.Module):
         self.sync_across_ranks = bool(sync_across_ranks)
         self.register_buffer("weight", class_weight_tensor(weight))
         self.last_stats: MiningStats | None = None
+        self.wants_prob_sums = False  # a subclass with a Dice term sets it (Mined.prob_sums)
 
     def min_kept(self, n_valid: Tensor) -> Tensor:
         """``(G,)`` int64 number of pixels to keep at least, from ``(G,)`` valid counts."""
@@ -140,7 +147,10 @@ class MiningCrossEntropy(nn.Module):
         labels = check_logits_labels(logits, labels)
         valid = labels != self.ignore_index
         ce = checked_pixel_cross_entropy(logits, labels, valid, self.ignore_index,
-                                         self.check_labels)
+                                         self.check_labels, self.wants_prob_sums)
+        prob_sums = None
+        if self.wants_prob_sums:
+            ce, prob_sums = ce
         groups = labels.shape[0] if self.per_image else 1
         ce = ce.reshape(groups, -1)
         flat_valid = valid.reshape(groups, -1)
@@ -152,7 +162,7 @@ class MiningCrossEntropy(nn.Module):
         else:
             selection = select_hardest(ce, self.min_kept(n_valid), ce.shape[1] - n_valid,
                                        self.loss_threshold())
-        return Mined(labels, valid, ce, n_valid, selection)
+        return Mined(labels, valid, ce, n_valid, selection, prob_sums)
 
     def forward(self, logits: Tensor, labels: Tensor) -> Tensor:
         """Args: ``logits (B, C, *spatial)``, ``labels (B, *spatial)``. Returns a float32 scalar."""
@@ -166,7 +176,7 @@ class MiningCrossEntropy(nn.Module):
 
     def _mined_loss(self, mined: Mined, num_classes: int, reduce: RankSum | None) -> Tensor:
         """The (weighted) mean CE over the kept pixels of ``mined``; sets ``last_stats``."""
-        labels, valid, ce, n_valid, selection = mined
+        labels, valid, ce, n_valid, selection, _ = mined
         groups = ce.shape[0]
         if self.weight is None:
             coef, coef_sum = selection.weights, selection.kept
@@ -198,5 +208,5 @@ class MiningCrossEntropy(nn.Module):
             Always mines this process's batch alone (no collective call, so it is safe from
             rank-0-only code such as image logging).
         """
-        labels, valid, _, _, selection = self._mine(logits.detach(), labels, None)
+        labels, valid, _, _, selection, _ = self._mine(logits.detach(), labels, None)
         return torch.where(valid, selection.weights.reshape(labels.shape), 0.0)

@@ -64,6 +64,11 @@ def lend_log_softmax(logits: Tensor, log_prob: Tensor) -> Iterator[None]:
         _LENT.reset(token)
 
 
+_CONSUMED = ("segohem's per-pixel cross-entropy turns its saved log-softmax into the gradient "
+             "in place, so its graph can be backpropagated only once; compute the loss again "
+             "instead of using retain_graph=True.")
+
+
 class _PixelCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, logits: Tensor, labels: Tensor, valid: Tensor,
@@ -81,10 +86,7 @@ class _PixelCrossEntropy(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx: Any, grad_ce: Tensor) -> tuple[Tensor, None, None, None]:
         if ctx.consumed:
-            raise RuntimeError(
-                "segohem's per-pixel cross-entropy turns its saved log-softmax into the "
-                "gradient in place, so its graph can be backpropagated only once; compute "
-                "the loss again instead of using retain_graph=True.")
+            raise RuntimeError(_CONSUMED)
         ctx.consumed = True
         log_prob, safe, valid = ctx.saved_tensors
         scale = torch.where(valid, grad_ce, 0.0).unsqueeze(1)  # (B, 1, *spatial)
@@ -93,6 +95,64 @@ class _PixelCrossEntropy(torch.autograd.Function):
         with order_independent_atomics(grad.device):
             grad.scatter_add_(1, safe, scale.neg())
         return grad.to(ctx.logits_dtype), None, None, None
+
+
+class _PixelCrossEntropyAndClassSums(torch.autograd.Function):
+    """:class:`_PixelCrossEntropy` that also returns ``S_c = sum over valid pixels of
+    softmax_c`` ``(C,)``; the backward adds ``S``'s gradient into the same in-place buffer:
+
+        d/dz_k = g (p_k - [k = y]) + v p_k (G_k - sum_c G_c p_c)
+
+    (``g`` = d loss / d ce of the pixel, ``G`` = d loss / d S, ``v`` = valid), with one
+    temporary of the logits' size in backward."""
+
+    @staticmethod
+    def forward(ctx: Any, logits: Tensor, labels: Tensor, valid: Tensor,
+                log_prob: Tensor | None) -> tuple[Tensor, Tensor]:
+        if log_prob is None:
+            log_prob = F.log_softmax(logits, dim=1, dtype=torch.float32)
+        safe = torch.where(valid, labels, 0).unsqueeze(1)
+        ce = torch.where(valid, log_prob.gather(1, safe).squeeze(1).neg(), 0.0)
+        sums = _masked_prob_sums(log_prob, valid)
+        ctx.save_for_backward(log_prob, safe, valid)
+        ctx.logits_dtype = logits.dtype
+        ctx.consumed = False
+        return ce, sums
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, grad_ce: Tensor, grad_sums: Tensor
+                 ) -> tuple[Tensor, None, None, None]:
+        if ctx.consumed:
+            raise RuntimeError(_CONSUMED)
+        ctx.consumed = True
+        log_prob, safe, valid = ctx.saved_tensors
+        scale = torch.where(valid, grad_ce, 0.0).unsqueeze(1)  # (B, 1, *spatial)
+        grad = log_prob.exp_()
+        v = valid.unsqueeze(1).to(torch.float32)
+        base = scale - v * torch.einsum("bc...,c->b...", grad, grad_sums).unsqueeze(1)
+        coef = torch.empty_like(base)
+        for c in range(grad.shape[1]):  # no temporary of the logits' size
+            grad[:, c:c + 1].mul_(torch.addcmul(base, v, grad_sums[c], out=coef))
+        with order_independent_atomics(grad.device):
+            grad.scatter_add_(1, safe, scale.neg())
+        return grad.to(ctx.logits_dtype), None, None, None
+
+
+_SUM_CHUNK = 1 << 16
+"""Pixels per chunk when summing probabilities: small temporaries, no buffer of the logits'
+size (fresh large buffers are page-faulted in on every call on CPU)."""
+
+
+def _masked_prob_sums(log_prob: Tensor, valid: Tensor) -> Tensor:
+    """``(C,)`` float32 ``sum over valid pixels of exp(log_prob)``, in chunks of pixels."""
+    flat, weight = log_prob.flatten(2), valid.flatten(1).to(torch.float32)
+    sums = log_prob.new_zeros(log_prob.shape[1])
+    for b in range(flat.shape[0]):
+        for start in range(0, flat.shape[2], _SUM_CHUNK):
+            stop = start + _SUM_CHUNK
+            sums = sums + flat[b, :, start:stop].exp() @ weight[b, start:stop]
+    return sums
 
 
 def pixel_cross_entropy(logits: Tensor, labels: Tensor, valid: Tensor) -> Tensor:
@@ -112,3 +172,13 @@ def pixel_cross_entropy(logits: Tensor, labels: Tensor, valid: Tensor) -> Tensor
     lent = None if torch.compiler.is_compiling() else _LENT.get()
     log_prob = lent[1] if lent is not None and lent[0] is logits else None
     return _PixelCrossEntropy.apply(logits, labels, valid, log_prob)
+
+
+def pixel_cross_entropy_and_class_sums(logits: Tensor, labels: Tensor, valid: Tensor
+                                       ) -> tuple[Tensor, Tensor]:
+    """:func:`pixel_cross_entropy` plus the softmax probability of each class summed over the
+    valid pixels, ``(C,)`` float32 (differentiable; the soft Dice term's ``|P|``), from the same
+    log-softmax buffer."""
+    lent = None if torch.compiler.is_compiling() else _LENT.get()
+    log_prob = lent[1] if lent is not None and lent[0] is logits else None
+    return _PixelCrossEntropyAndClassSums.apply(logits, labels, valid, log_prob)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import torch
-from segmentation_models_pytorch.losses import DiceLoss
 from torch import Tensor
 
+from segohem.losses._dice import soft_dice_from_sums
 from segohem.losses._mining_ce import Mined, MiningOptions
 from segohem.losses._validate import Count, check_non_negative, pixel_class_weights
 from segohem.losses.ohem import OhemCELoss
@@ -21,11 +21,12 @@ class OhemDiceLoss(OhemCELoss):
     + ``ce_weight`` x plain cross-entropy over every valid pixel (a CE floor).
 
     The OHEM term is exactly :class:`~segohem.losses.OhemCELoss` (same arguments, same
-    mining, statistics and ``selected_pixels``). The Dice term is
+    mining, statistics and ``selected_pixels``). The Dice term is the value of
     ``segmentation_models_pytorch.losses.DiceLoss("multiclass", ignore_index=ignore_index)``:
     per class, ``1 - 2 |P ∩ Y| / (|P| + |Y|)`` on the softmax probabilities over the whole
     batch, averaged over the classes (a class absent from the batch's labels counts 0),
-    ignored pixels left out.
+    ignored pixels left out; computed from per-class sums of the OHEM term's own log-softmax
+    (:mod:`segohem.losses._dice`: ~9x cheaper than SMP's on CPU, equal up to rounding).
 
     Why both: a per-pixel loss, OHEM's included, weighs a class by its number of (hard)
     pixels, so a 2x2 speck or a 1-px wire among 10^5 background pixels hardly moves it;
@@ -69,7 +70,7 @@ class OhemDiceLoss(OhemCELoss):
         self.ce_weight = check_non_negative(
             "ce_weight", ce_weight,
             hint=" (the weight of plain CE over all valid pixels; 0 turns it off)")
-        self.dice = DiceLoss("multiclass", ignore_index=self.ignore_index)
+        self.wants_prob_sums = self.dice_weight != 0.0
         self.last_terms: dict[str, Tensor] = {}
 
     def forward(self, logits: Tensor, labels: Tensor) -> Tensor:
@@ -79,7 +80,7 @@ class OhemDiceLoss(OhemCELoss):
         total = self._mined_loss(mined, logits.shape[1], reduce)
         self.last_terms = {"ohem": total.detach()}
         if self.dice_weight != 0.0:
-            dice = self.dice(logits.float(), labels)
+            dice = soft_dice_from_sums(mined.prob_sums, mined.ce, mined.labels, mined.valid)
             self.last_terms["dice"] = dice.detach()
             total = total + self.dice_weight * dice
         if self.ce_weight != 0.0:

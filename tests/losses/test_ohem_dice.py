@@ -99,3 +99,23 @@ def test_bad_labels_fail_with_the_ohem_message():
     labels[0, 0, 0] = 7
     with pytest.raises(ValueError, match="7"):
         OhemDiceLoss()(logits, labels)
+
+
+@pytest.mark.parametrize(("batch", "classes", "spatial", "scale", "per_image"), [
+    (1, 2, (5, 7), 1.0, False), (3, 9, (6, 5), 8.0, True), (2, 4, (3, 4, 5), 2.0, False),
+    (2, 19, (16, 16), 30.0, False)])
+def test_dice_term_equals_smp_dice_loss(batch, classes, spatial, scale, per_image):
+    """The fused Dice term (per-class sums from the CE kernel) against SMP's DiceLoss:
+    saturated logits (scale 30), absent classes, per-image mining, 3-D inputs."""
+    gen = torch.Generator().manual_seed(classes)
+    logits = torch.randn(batch, classes, *spatial, generator=gen) * scale
+    labels = torch.randint(0, max(classes - 1, 1), (batch, *spatial), generator=gen)  # last absent
+    labels[torch.rand(labels.shape, generator=gen) < 0.2] = 255
+    loss = OhemDiceLoss(0.7, dice_weight=1.0, ce_weight=0.0, per_image=per_image)
+    smp = DiceLoss("multiclass", ignore_index=255)
+    value, grad = value_and_grad(loss, logits, labels)
+    ref_value, ref_grad = value_and_grad(
+        lambda x, y: OhemCELoss(0.7, per_image=per_image)(x, y) + smp(x.flatten(2), y.flatten(1)),
+        logits, labels)
+    torch.testing.assert_close(value, ref_value, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-4, atol=1e-6)
