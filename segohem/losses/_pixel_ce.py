@@ -128,11 +128,13 @@ class _PixelCrossEntropyAndClassSums(torch.autograd.Function):
         ctx.consumed = True
         log_prob, safe, valid = ctx.saved_tensors
         scale = torch.where(valid, grad_ce, 0.0).unsqueeze(1)  # (B, 1, *spatial)
-        grad = log_prob.exp_()
-        v = valid.unsqueeze(1).to(torch.float32)
-        base = scale - v * torch.einsum("bc...,c->b...", grad, grad_sums).unsqueeze(1)
+        grad, v = log_prob, valid.unsqueeze(1).to(torch.float32)
+        dot = torch.zeros_like(scale)  # sum_c G_c p_c, accumulated class by class while the
+        for c in range(grad.shape[1]):  # slice is in cache: no temporary of the logits' size
+            dot.addcmul_(grad[:, c:c + 1].exp_(), grad_sums[c])
+        base = torch.addcmul(scale, v, dot, value=-1.0)
         coef = torch.empty_like(base)
-        for c in range(grad.shape[1]):  # no temporary of the logits' size
+        for c in range(grad.shape[1]):
             grad[:, c:c + 1].mul_(torch.addcmul(base, v, grad_sums[c], out=coef))
         with order_independent_atomics(grad.device):
             grad.scatter_add_(1, safe, scale.neg())
