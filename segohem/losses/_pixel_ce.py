@@ -103,8 +103,9 @@ class _PixelCrossEntropyAndClassSums(torch.autograd.Function):
 
         d/dz_k = g (p_k - [k = y]) + v p_k (G_k - sum_c G_c p_c)
 
-    (``g`` = d loss / d ce of the pixel, ``G`` = d loss / d S, ``v`` = valid), with one
-    temporary of the logits' size in backward."""
+    (``g`` = d loss / d ce of the pixel, ``G`` = d loss / d S, ``v`` = valid). Class by class
+    over the saved buffer (each slice in cache), so no temporary of the logits' size is
+    allocated in forward or backward."""
 
     @staticmethod
     def forward(ctx: Any, logits: Tensor, labels: Tensor, valid: Tensor,
