@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from segohem.losses import CrossEntropyLoss, OhemCELoss, TopKCELoss
+from segohem.losses import CrossEntropyLoss, OhemCELoss, OhemDiceLoss, TopKCELoss
 from tests._support.batches import make_batch
 
 
@@ -46,7 +46,8 @@ def large_allocations(loss_fn, logits, labels) -> list[tuple[str, int]]:
     OhemCELoss(0.01, per_image=True),
     TopKCELoss(0.3),
     CrossEntropyLoss(weight=[1, 2, 3, 4, 1, 1, 1, 1]),
-], ids=["ohem", "ohem_fallback_per_image", "topk", "ce_weighted"])
+    OhemDiceLoss(),  # the default: Dice from per-class sums, CE floor from the same CE
+], ids=["ohem", "ohem_fallback_per_image", "topk", "ce_weighted", "ohem_dice_default"])
 def test_only_the_log_softmax_is_batch_by_class_sized(loss_fn):
     # 2*8*128*128 elements: more than the fixed-size radix histograms (3 * 2**15 bins).
     logits, labels = make_batch(0, 2, 8, 128, 128, ignore_fraction=0.2)
