@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from segohem.abandonment import abandonment_message
 from segohem.callbacks.optuna_pruning import OptunaPruning
 from segohem.config_checks import ConfigError, check_config
+from segohem.config_resolvers import DEVICE
 from segohem.data import build_dataset
 from segohem.data.class_counts import class_pixel_counts, describe_counts
 from segohem.data.geometry import resolve_auto_geometry
@@ -111,6 +112,27 @@ def mining_report(summary: dict[str, Any], loss: Any) -> str | None:
     return f"Mining: {rule} used in {100 * rate:.0f} % of training steps ({verdict})"
 
 
+def device_line(trainer: pl.Trainer, trainer_cfg: DictConfig) -> str:
+    """``Device: 1 x cuda (NVIDIA H100, compute capability 9.0), precision bf16-mixed`` plus,
+    under ``trainer=auto``, why it was chosen."""
+    import torch
+
+    kind = type(trainer.accelerator).__name__.removesuffix("Accelerator").lower()
+    where = ""
+    if kind == "cuda":
+        index = trainer.strategy.root_device.index or 0
+        major, minor = torch.cuda.get_device_capability(index)
+        where = f" ({torch.cuda.get_device_name(index)}, compute capability {major}.{minor})"
+    line = (f"Device: {trainer.num_devices} x {kind}{where}, precision {trainer.precision}, "
+            f"strategy {type(trainer.strategy).__name__}")
+    raw = OmegaConf.to_container(trainer_cfg, resolve=False).get("accelerator")
+    if str(raw).startswith("${" + DEVICE + ":"):
+        line += (" (trainer=auto: " + ("CUDA available; bf16-mixed from compute capability "
+                                       "8.0, else 16-mixed" if kind == "cuda" else
+                                       "no CUDA device") + "; trainer=cpu / gpu / ddp to choose)")
+    return line
+
+
 def _check_optimized_classes(classes: Any, class_names: Any) -> None:
     unknown = [c for c in classes or () if c not in list(class_names)]
     if unknown:
@@ -163,6 +185,7 @@ def train(cfg: DictConfig) -> float | None:
                                       **extra)
 
     log.info("Run directory: %s", output_dir)
+    log.info(device_line(trainer, cfg.trainer))
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
 
     # Under ddp_fork / ddp_spawn the ranks ran in child processes: read rank 0's results.

@@ -105,7 +105,7 @@ def test_option_composes_and_instantiates(group, option, dataset_tree, tiny_conf
         if node is not None:
             optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
             instantiate(cfg.scheduler)(optimizer, total_steps=10)
-    elif group == "trainer" and option == "cpu":
+    elif group == "trainer" and option in ("auto", "cpu"):
         instantiate(cfg.trainer)
     elif group in ("logger", "callbacks"):
         for sub in (node or {}).values():
