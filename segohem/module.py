@@ -53,7 +53,8 @@ class SegmentationModule(pl.LightningModule):
     with their epoch means ``train/ohem/<name>_epoch`` (``fallback_epoch`` is the fallback
     rate), ``val/loss``, ``val/mIoU``, ``val/mAcc``, ``val/aAcc``, ``val/IoU/<class name>`` and
     ``val/mIoU_best`` (the best ``val/mIoU`` so far: a ``torchmetrics.MaxMetric``, synced
-    across ranks and kept in checkpoints). A minority-class rectification loss adds the epoch
+    across ranks and kept in checkpoints) with ``val/IoU_best/<class name>`` (each class's IoU
+    at that epoch: the HPARAMS tab's columns). A minority-class rectification loss adds the epoch
     means ``train/crl/{minority_classes,rectification,active_triplets,alpha}_epoch``.
 
     Losses whose statistics count pixels per class (``class_valid`` / ``class_kept``) also
@@ -250,6 +251,8 @@ class SegmentationModule(pl.LightningModule):
                        "val/aAcc": results["aAcc"], "val/mIoU_best": best})
         for name, iou in zip(self.class_names, results["IoU"], strict=True):
             self.log(f"val/IoU/{name}", iou)
+        for name, iou in (self.best_val.get("IoU") or {}).items():  # the HPARAMS tab's columns
+            self.log(f"val/IoU_best/{name}", math.nan if iou is None else iou)
 
     def _summary(self, results: dict[str, Tensor]) -> dict[str, Any]:
         """JSON-friendly metrics of one validation epoch

@@ -1,25 +1,32 @@
-"""Fill TensorBoard's HPARAMS tab with the run's flattened config."""
+"""TensorBoard's HPARAMS tab for comparing runs: the knobs a user sets or sweeps, one column
+each, and the best epoch's metrics."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import lightning.pytorch as pl
 
+Scalar = bool | int | float | str
 
-def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a/b": 1}``; lists and None become strings.
+
+def flatten(config: Mapping[str, Any], prefix: str = "", sep: str = "/") -> dict[str, Scalar]:
+    """``{"a": {"b": 1}}`` -> ``{"a/b": 1}`` (``sep``); lists become one string column, None
+    ``"null"``, booleans ``"true"`` / ``"false"``.
 
     Not left to the logger's own flattening (``TensorBoardLogger.log_hyperparams`` flattens
     nested dicts too): Lightning also splits lists of dicts into one column per item and
-    key (an albumentations pipeline ``transforms: [...]`` becomes ~7 columns per transform,
-    28 for the default config) and drops empty lists; here each list is one column."""
-    flat: dict[str, Any] = {}
+    key and drops empty lists; here each list is one column."""
+    flat: dict[str, Scalar] = {}
     for key, value in config.items():
         name = f"{prefix}{key}"
         if isinstance(value, Mapping):
-            flat.update(flatten(value, name + "/"))
+            flat.update(flatten(value, name + sep, sep))
+        elif value is None:
+            flat[name] = "null"
+        elif isinstance(value, bool):  # a string: TensorBoard would show 1.0 / 0.0
+            flat[name] = "true" if value else "false"
         elif isinstance(value, bool | int | float | str):
             flat[name] = value
         else:
@@ -27,31 +34,126 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-WIRING = ("data", "module")
-"""Config nodes that only interpolate other groups (conf/data/, conf/module/)."""
+KNOBS: dict[str, tuple[str, ...] | None] = {
+    "loss": None,                                  # None: every key of the group
+    "model": ("arch", "encoder_name", "encoder_weights"),
+    "optimizer": ("lr", "weight_decay", "momentum"),
+    "scheduler": None,
+    "dataset": ("crop_size", "batch_size", "num_classes"),
+}
+"""Per config group, the keys logged as ``<group>.<key>`` beside the group's option name."""
+
+NOT_LOGGED = ("hydra", "callbacks", "logger", "paths", "data", "module")
+"""Override prefixes never logged: wiring, callbacks, loggers and paths."""
+
+PATH_WORDS = ("root", "dir", "path", "file", "ckpt")
+"""An override key containing one of these names a path: not logged."""
+
+NO_EFFECT = ("num_workers", "persistent_workers", "pin_memory", "enable_progress_bar",
+             "enable_model_summary", "log_every_n_steps", "image_log_every_n_epochs",
+             "image_log_samples")
+"""Override keys (last part) that do not change what is learned: not logged."""
+
+
+def _select(config: Mapping[str, Any], dotted: str) -> Any:
+    node: Any = config
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def run_hparams(config: Mapping[str, Any], choices: Mapping[str, str | None],
+                overrides: Sequence[str] = (), run: Mapping[str, Scalar] | None = None
+                ) -> dict[str, Scalar]:
+    """The hyperparameters of a run as HPARAMS columns, with readable dotted names.
+
+    Args:
+        config: the run's resolved config (``SegmentationModule.run_config``).
+        choices: the option chosen per config group (Hydra's ``runtime.choices``); a group
+            without one is named by its ``_target_``'s class (``dataset``: its ``name``).
+        overrides: the job's command-line overrides (a multirun: the swept values); every
+            key not already a column, and not a hydra / callback / logger / path key nor
+            one that does not change what is learned (:data:`NO_EFFECT`), is added with its
+            value from ``config``.
+        run: what only the trainer knows (``trainer.precision``, ``trainer.devices``,
+            ``trainer.max_epochs`` after ``min_train_steps``, ``trainer.max_steps``).
+
+    Returns:
+        ``{"loss": "ohem_dice", "loss.thresh": 0.7, ..., "seed": 0, ...}``: no ``_target_``
+        (or other ``_``-keys), no callback, logger or path key.
+    """
+    hp: dict[str, Scalar] = {}
+    for group, keys in KNOBS.items():
+        node = config.get(group)
+        if not isinstance(node, Mapping):
+            hp[group] = choices.get(group) or "null"
+            continue
+        target = str(node.get("_target_", "")).rsplit(".", 1)[-1]
+        hp[group] = choices.get(group) or str(node.get("name") or target or "null")
+        knobs = {k: v for k, v in node.items()
+                 if not str(k).startswith("_") and (keys is None or k in keys)}
+        hp.update(flatten(knobs, f"{group}.", "."))
+    hp["seed"] = config.get("seed", "null")
+    hp["min_train_steps"] = "null" if config.get("min_train_steps") is None else config[
+        "min_train_steps"]
+    hp.update(run or {})
+    for override in overrides:
+        key = override.split("=", 1)[0].lstrip("+~")
+        last = key.rsplit(".", 1)[-1]
+        if (key in hp or key.split(".", 1)[0] in NOT_LOGGED or "=" not in override
+                or last in NO_EFFECT
+                or any(word in last for word in PATH_WORDS)):
+            continue
+        value = _select(config, key)
+        if isinstance(value, Mapping):
+            continue  # a group choice (loss=ce): its name and knobs are columns already
+        hp.update(flatten({key: value}, sep="."))
+    return hp
+
+
+def hparams_metrics(class_names: Sequence[str]) -> list[str]:
+    """The HPARAMS tab's metric columns: the best mIoU, the mean accuracy and each class's
+    IoU at the best epoch (``val/IoU_best/<class>``; ``val/IoU/<class>`` is the last epoch)."""
+    return ["val/mIoU_best", "val/mAcc", *(f"val/IoU_best/{name}" for name in class_names)]
+
+
+def _hydra_job() -> tuple[dict[str, str | None], list[str]]:
+    """Hydra's group choices and this job's overrides; empty outside a Hydra app."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return {}, []
+    hydra = HydraConfig.get()
+    return dict(hydra.runtime.choices), list(hydra.overrides.task)
 
 
 class HparamsLogger(pl.Callback):
-    """Logs ``hparams`` (default: the run's config) with ``metric`` as the HPARAMS tab's
-    metric at the start of fit.
+    """Logs the run's hyperparameters (:func:`run_hparams`; or ``hparams`` as given) with the
+    metric columns of :func:`hparams_metrics` at the start of fit.
 
-    Done from ``on_fit_start`` (not before ``fit``): creating TensorBoard's writer
-    before the trainer forks its processes deadlocks ``ddp_fork`` runs.
+    Only what is logged is filtered: checkpoints and ``.hydra/`` keep the full config. Done
+    from ``on_fit_start`` (not before ``fit``): creating TensorBoard's writer before the
+    trainer forks its processes deadlocks ``ddp_fork`` runs; by then ``min_train_steps`` has
+    set the run length.
     """
 
-    def __init__(self, hparams: Mapping[str, Any] | None = None,
-                 metric: str = "val/mIoU_best") -> None:
-        self.hparams = None if hparams is None else flatten(hparams)
-        self.metric = metric
+    def __init__(self, hparams: Mapping[str, Any] | None = None) -> None:
+        self.hparams = None if hparams is None else flatten(hparams, sep=".")
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Logs ``hparams``, or else the module's ``run_config`` (the run's resolved config,
-        set by segohem-train) without its ``data`` / ``module`` wiring nodes, which only
-        repeat the other groups."""
         hparams = self.hparams
         if hparams is None:
-            config = getattr(pl_module, "run_config", None) or {}
-            hparams = flatten({k: v for k, v in config.items() if k not in WIRING})
+            choices, overrides = _hydra_job()
+            run = {"trainer.precision": str(trainer.precision),
+                   "trainer.devices": trainer.num_devices * trainer.num_nodes,
+                   "trainer.max_epochs": trainer.max_epochs if trainer.max_epochs is not None
+                   else -1, "trainer.max_steps": trainer.max_steps}
+            hparams = run_hparams(getattr(pl_module, "run_config", None) or {}, choices,
+                                  overrides, run)
+        names = getattr(pl_module, "class_names", None) or []
+        # NaN: registers each metric for the HPARAMS tab without a fake 0 on its chart.
+        metrics = dict.fromkeys(hparams_metrics(names), float("nan"))
         for logger in trainer.loggers:
-            # NaN: registers the metric for the HPARAMS tab without a fake 0 on its chart.
-            logger.log_hyperparams(hparams, metrics={self.metric: float("nan")})
+            logger.log_hyperparams(hparams, metrics=metrics)

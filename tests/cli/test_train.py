@@ -92,14 +92,15 @@ def test_tensorboard_has_scalars_images_and_hparams(trained_run):
     expected = {"train/loss", "train/loss_epoch", "lr", "train/ohem/kept_fraction",
                 "train/ohem/fallback", "train/ohem/threshold", "train/ohem/kept_fraction_epoch",
                 "train/ohem/fallback_epoch", "train/ohem/threshold_epoch", "val/mIoU", "val/mAcc",
-                "val/aAcc", "val/mIoU_best", "val/IoU/background", "val/IoU/line"}
+                "val/aAcc", "val/mIoU_best", "val/IoU/background", "val/IoU/line",
+                "val/IoU_best/background", "val/IoU_best/line"}
     assert expected <= scalars, expected - scalars
     assert [e.value for e in events.Scalars("val/mIoU")] != []
     assert "val/samples" in events.Tags()["images"]
     hparams = events.PluginTagToContent("hparams")
     assert hparams, "no hparams summary"
     blob = b"".join(hparams.values())
-    assert b"val/mIoU_best" in blob and b"loss/thresh" in blob
+    assert b"val/IoU_best/line" in blob and b"loss.thresh" in blob
 
 
 @dataclass
