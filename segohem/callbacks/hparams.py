@@ -4,9 +4,11 @@ each, and the best epoch's metrics."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+from lightning.pytorch.loggers import TensorBoardLogger
 
 Scalar = bool | int | float | str
 
@@ -119,14 +121,47 @@ def hparams_metrics(class_names: Sequence[str]) -> list[str]:
     return ["val/mIoU_best", "val/mAcc", *(f"val/IoU_best/{name}" for name in class_names)]
 
 
-def _hydra_job() -> tuple[dict[str, str | None], list[str]]:
-    """Hydra's group choices and this job's overrides; empty outside a Hydra app."""
+def _hydra_job() -> tuple[dict[str, str | None], list[str], set[str]]:
+    """Hydra's group choices, this job's overrides and, in a multirun, the swept keys (the
+    sweep's overrides with several values, read from its ``multirun.yaml``, and
+    ``hydra.sweeper.params``); empty outside a Hydra app."""
     from hydra.core.hydra_config import HydraConfig
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.types import RunMode
+    from omegaconf import OmegaConf
 
     if not HydraConfig.initialized():
-        return {}, []
+        return {}, [], set()
     hydra = HydraConfig.get()
-    return dict(hydra.runtime.choices), list(hydra.overrides.task)
+    swept: set[str] = set()
+    sweep_file = Path(hydra.sweep.dir) / "multirun.yaml"
+    if hydra.mode == RunMode.MULTIRUN and sweep_file.is_file():
+        sweep = OmegaConf.load(sweep_file).hydra
+        parsed = OverridesParser.create().parse_overrides(list(sweep.overrides.task))
+        swept = {o.key_or_group for o in parsed if o.is_sweep_override()}
+        swept |= set((OmegaConf.select(sweep, "sweeper.params") or {}).keys())
+    return dict(hydra.runtime.choices), list(hydra.overrides.task), swept
+
+
+def write_tensorboard_hparams(logger: TensorBoardLogger, hparams: Mapping[str, Scalar],
+                              metrics: Mapping[str, float], swept: set[str]) -> None:
+    """What ``TensorBoardLogger.log_hyperparams`` writes (the experiment, session start and
+    end summaries, ``metrics`` at step 0), with the swept columns marked ``differs``:
+    TensorBoard then lists them first and shows them by default (it sorts by differs, then
+    by name)."""
+    from tensorboard.plugins.hparams import plugin_data_pb2
+    from torch.utils.tensorboard.summary import hparams as hparams_summaries
+
+    experiment, start, end = hparams_summaries(dict(hparams), dict(metrics))
+    value = experiment.value[0]
+    data = plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content)
+    for info in data.experiment.hparam_infos:
+        info.differs = info.name in swept
+    value.metadata.plugin_data.content = data.SerializeToString()
+    writer = logger.experiment._get_file_writer()  # as Lightning's own log_hyperparams does
+    for summary in (experiment, start, end):
+        writer.add_summary(summary)
+    logger.log_metrics(dict(metrics), 0)
 
 
 class HparamsLogger(pl.Callback):
@@ -143,9 +178,9 @@ class HparamsLogger(pl.Callback):
         self.hparams = None if hparams is None else flatten(hparams, sep=".")
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        hparams = self.hparams
+        hparams, swept = self.hparams, set()
         if hparams is None:
-            choices, overrides = _hydra_job()
+            choices, overrides, swept = _hydra_job()
             run = {"trainer.precision": str(trainer.precision),
                    "trainer.devices": trainer.num_devices * trainer.num_nodes,
                    "trainer.max_epochs": trainer.max_epochs if trainer.max_epochs is not None
@@ -156,4 +191,7 @@ class HparamsLogger(pl.Callback):
         # NaN: registers each metric for the HPARAMS tab without a fake 0 on its chart.
         metrics = dict.fromkeys(hparams_metrics(names), float("nan"))
         for logger in trainer.loggers:
-            logger.log_hyperparams(hparams, metrics=metrics)
+            if isinstance(logger, TensorBoardLogger):
+                write_tensorboard_hparams(logger, hparams, metrics, swept)
+            else:
+                logger.log_hyperparams(hparams, metrics=metrics)

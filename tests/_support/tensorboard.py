@@ -9,11 +9,12 @@ from tensorboard.backend.event_processing.event_file_loader import EventFileLoad
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 
-def hparams_of(run_dir: Path) -> tuple[dict[str, Any], list[str]]:
-    """The hyperparameters (name -> value) and metric tags of the HPARAMS summaries in the
-    event files under ``run_dir``."""
+def hparams_of(run_dir: Path) -> tuple[dict[str, Any], list[str], set[str]]:
+    """The hyperparameters (name -> value), the metric tags and the hyperparameters marked
+    ``differs`` of the HPARAMS summaries in the event files under ``run_dir``."""
     hparams: dict[str, Any] = {}
     metrics: list[str] = []
+    differs: set[str] = set()
     for path in sorted(Path(run_dir).rglob("events.out.tfevents.*")):
         for event in EventFileLoader(str(path)).Load():
             for value in event.summary.value:
@@ -26,4 +27,5 @@ def hparams_of(run_dir: Path) -> tuple[dict[str, Any], list[str]]:
                         hparams[name] = getattr(v, v.WhichOneof("kind"))
                 if data.HasField("experiment"):
                     metrics += [m.name.tag for m in data.experiment.metric_infos]
-    return hparams, metrics
+                    differs |= {h.name for h in data.experiment.hparam_infos if h.differs}
+    return hparams, metrics, differs

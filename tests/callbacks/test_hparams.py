@@ -80,10 +80,11 @@ def test_a_multirun_logs_the_swept_knobs_and_best_epoch_metrics(tmp_path):
         "dataset.image_size", "dataset.train_set.num_samples", "dataset.val_set.num_samples"}
     classes = ["background", "blob", "box", "line", "dot", "ring"]
     for job, thresh in (("0", 0.6), ("1", 0.8)):
-        hparams, metrics = hparams_of(tmp_path / job / "tensorboard")
+        hparams, metrics, differs = hparams_of(tmp_path / job / "tensorboard")
         assert set(hparams) == expected, set(hparams) ^ expected
         assert (hparams["loss"], hparams["loss.thresh"], hparams["model"]) == (
             "ohem_dice", pytest.approx(thresh), "unet")
         assert (hparams["seed"], hparams["trainer.precision"]) == (1, "32-true")
+        assert differs == {"loss.thresh"}  # TensorBoard lists and shows it first
         assert metrics == ["val/mIoU_best", "val/mAcc",
                            *(f"val/IoU_best/{c}" for c in classes)]
