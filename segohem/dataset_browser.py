@@ -29,18 +29,27 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 from torchvision.utils import make_grid
 
 from segohem.checkpoint import find_normalize
 from segohem.compose import compose_config
 from segohem.data import build_dataset
 from segohem.data.geometry import resolve_auto_geometry
-from segohem.viz import IGNORE_COLOUR, colorize, overlay, resolve_palette, to_display
+from segohem.viz import (
+    LEGEND_BACKGROUND,
+    LEGEND_PAD,
+    colorize,
+    legend,
+    legend_entries,
+    overlay,
+    resolve_palette,
+    to_display,
+)
 
-PAD = 4
+PAD = LEGEND_PAD
 """Pixels between the tiles and around the grid."""
-BACKGROUND = 40
+BACKGROUND = LEGEND_BACKGROUND
 """Grey level of the grid's background and of the padding of smaller tiles."""
 MAX_LISTED = 12
 """Classes named per sample in the printout."""
@@ -79,23 +88,6 @@ def describe(mask: np.ndarray, classes: Sequence[str], ignore: int) -> str:
     return text
 
 
-def legend(width: int, entries: list[tuple[str, tuple[int, ...]]]) -> torch.Tensor:
-    """A ``(3, h, width)`` uint8 strip: a colour swatch and a label per entry, in rows."""
-    font = ImageFont.load_default()
-    line = max(ImageDraw.Draw(Image.new("RGB", (1, 1))).textbbox((0, 0), "Ag", font=font)[3],
-               8) + 2
-    cell = line + 3 + max(int(font.getlength(text)) for text, _ in entries) + 2 * PAD
-    per_row = max(1, (width - PAD) // cell)
-    rows = -(-len(entries) // per_row)
-    strip = Image.new("RGB", (width, rows * (line + PAD) + PAD), (BACKGROUND,) * 3)
-    draw = ImageDraw.Draw(strip)
-    for i, (text, colour) in enumerate(entries):
-        x, y = PAD + (i % per_row) * cell, PAD + (i // per_row) * (line + PAD)
-        draw.rectangle([x, y, x + line - 1, y + line - 1], fill=colour, outline=(235,) * 3)
-        draw.text((x + line + 3, y), text, fill=(235,) * 3, font=font)
-    return torch.from_numpy(np.asarray(strip).copy()).permute(2, 0, 1)
-
-
 def browse(overrides: Sequence[str], out: Path, split: str = "train", num: int = 8,
            transform: bool = True, seed: int | None = None, max_side: int = 512,
            with_legend: bool = True) -> tuple[torch.Tensor, list[str]]:
@@ -132,10 +124,8 @@ def browse(overrides: Sequence[str], out: Path, split: str = "train", num: int =
     tiles = [F.pad(t, (0, width - t.shape[2], 0, height - t.shape[1]), value=BACKGROUND)
              for t in tiles]
     grid = make_grid(tiles, nrow=3, padding=PAD, pad_value=BACKGROUND)
-    entries = [(f"{v} {classes[v]}", palette[v]) for v in sorted(present)
-               if 0 <= v < len(classes)] + ([(f"{ignore} ignore", IGNORE_COLOUR)]
-                                            if ignore in present else [])
-    if with_legend and entries:
+    entries = legend_entries(classes, palette, ignore, present=sorted(present))
+    if with_legend:
         grid = torch.cat([grid, legend(grid.shape[2], entries)], dim=1)
     out.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(grid.permute(1, 2, 0).numpy()).save(out)

@@ -15,6 +15,9 @@ recursive input are kept):
 * ``color``: palette PNG (mode ``P``) with the dataset's colours: small, and the pixel values
   are the class ids (``numpy.asarray(Image.open(f))``).
 * ``overlay``: the image blended with the colour mask (``overlay_alpha``), JPEG or PNG
+* ``legend=true`` (color, overlay): a colour key under the picture, each class's swatch and
+  name (more than 24 classes: those predicted in the image) and the ignore colour; a color
+  PNG is then RGB, for people (its values are no longer the class ids)
   (``overlay_ext``).
 * ``id``: 8-bit grayscale PNG of class ids.
 * ``cityscapes``: 8-bit PNG of Cityscapes *labelIds* (the 19 trainIds mapped back with the
@@ -38,6 +41,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
@@ -52,6 +56,7 @@ from segohem.prediction_files import (
     safe_destination,
 )
 from segohem.prediction_formats import FORMATS, check_cityscapes_model, save_prediction
+from segohem.viz import legend_entries
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +105,9 @@ def check_options(cfg: DictConfig) -> None:
         raise PredictError(f"overlay_alpha={cfg.overlay_alpha} must be in [0, 1].")
     if str(cfg.overlay_ext).lower() not in ("jpg", "jpeg", "png"):
         raise PredictError(f"overlay_ext={cfg.overlay_ext!r}: choose jpg or png.")
+    if cfg.get("legend") and cfg.format not in ("color", "overlay"):
+        raise PredictError(f"legend=true draws a colour key under format=color or overlay "
+                           f"pictures; format={cfg.format} writes ids: drop legend=true.")
 
 
 def predict(cfg: DictConfig) -> PredictResult:
@@ -149,7 +157,9 @@ def predict(cfg: DictConfig) -> PredictResult:
             scores = predict_scores(loaded.model, batch, infer_cfg)
         ids = scores.argmax(1)[0].to(torch.uint8).cpu().numpy()
         safe_destination(output, destination.relative_to(output))  # sub-folders made since
-        save_prediction(ids, rgb, destination, fmt, palette, alpha)
+        key = (legend_entries(loaded.class_names, palette, loaded.ignore_index,
+                              present=np.unique(ids).tolist()) if cfg.get("legend") else None)
+        save_prediction(ids, rgb, destination, fmt, palette, alpha, legend=key)
         result.written.append(destination)
 
     log.info("Wrote %d %s prediction(s) to %s", len(result.written), fmt, output.resolve())

@@ -2,7 +2,8 @@
 own), colourised masks, image + mask overlays and palette PNGs.
 
 Used by the TensorBoard image grids, ``segohem-predict``, ``segohem-export``'s sidecar and
-``scripts/browse_dataset.py``, so one class has one colour everywhere.
+``scripts/browse_dataset.py``, so one class has one colour everywhere; :func:`legend` draws
+the same key under each of them.
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ Palette = list[tuple[int, int, int]]
 """RGB colour (0-255) of each class id."""
 IGNORE_COLOUR = (255, 255, 255)
 """Colour of ignored pixels (and of ids outside the palette) in :func:`colorize`."""
+LEGEND_ALL_UP_TO = 24
+"""A legend lists every class up to this many classes, else the classes present."""
+LEGEND_PAD = 4
+LEGEND_BACKGROUND = 40
 
 
 def voc_colormap(n: int = 256) -> tuple[tuple[int, int, int], ...]:
@@ -110,3 +115,40 @@ def palette_image(ids: np.ndarray, palette: Sequence[Sequence[int]]) -> Image.Im
     image = Image.fromarray(ids)
     image.putpalette([int(c) for colour in palette for c in colour])
     return image
+
+
+def legend_entries(class_names: Sequence[str], palette: Sequence[Sequence[int]],
+                   ignore_index: int, present: Sequence[int] | None = None
+                   ) -> list[tuple[str, tuple[int, int, int]]]:
+    """``("<id> <name>", colour)`` per class, then the ignore colour: every class up to
+    :data:`LEGEND_ALL_UP_TO` classes, else (ADE20K's 150) the ids in ``present``."""
+    ids: Sequence[int] = range(len(class_names))
+    if len(class_names) > LEGEND_ALL_UP_TO and present is not None:
+        ids = sorted({int(i) for i in present if 0 <= int(i) < len(class_names)})
+    entries = [(f"{i} {class_names[i]}", tuple(int(c) for c in palette[i])) for i in ids]
+    return [*entries, (f"{ignore_index} ignore", IGNORE_COLOUR)]  # type: ignore[list-item]
+
+
+def legend(width: int, entries: Sequence[tuple[str, Sequence[int]]]) -> Tensor:
+    """A ``(3, h, width)`` uint8 strip to put under a picture: a colour swatch and a label per
+    entry (:func:`legend_entries`), as many per row as fit in ``width`` pixels."""
+    import numpy as np
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default()
+    line = max(ImageDraw.Draw(Image.new("RGB", (1, 1))).textbbox((0, 0), "Ag", font=font)[3],
+               8) + 2
+    text_width = max((int(font.getlength(text)) for text, _ in entries), default=0)
+    cell = line + 3 + text_width + 2 * LEGEND_PAD
+    per_row = max(1, (width - LEGEND_PAD) // cell)
+    rows = max(1, -(-len(entries) // per_row))
+    strip = Image.new("RGB", (width, rows * (line + LEGEND_PAD) + LEGEND_PAD),
+                      (LEGEND_BACKGROUND,) * 3)
+    draw = ImageDraw.Draw(strip)
+    for i, (text, colour) in enumerate(entries):
+        x = LEGEND_PAD + (i % per_row) * cell
+        y = LEGEND_PAD + (i // per_row) * (line + LEGEND_PAD)
+        draw.rectangle([x, y, x + line - 1, y + line - 1], fill=tuple(int(c) for c in colour),
+                       outline=(235,) * 3)
+        draw.text((x + line + 3, y), text, fill=(235,) * 3, font=font)
+    return torch.from_numpy(np.asarray(strip).copy()).permute(2, 0, 1)

@@ -12,8 +12,11 @@ from segohem.checkpoint import dataset_palette
 from segohem.data.datasets.voc import VOC_BORDER_COLOUR, VOC_PALETTE
 from segohem.viz import (
     IGNORE_COLOUR,
+    LEGEND_BACKGROUND,
     colorize,
     fallback_palette,
+    legend,
+    legend_entries,
     overlay,
     palette_image,
     resolve_palette,
@@ -90,3 +93,25 @@ def test_palette_image_keeps_the_ids(tmp_path):
         assert image.mode == "P"
         assert image.getpalette()[:9] == [c for rgb in palette for c in rgb]
         assert np.array_equal(np.asarray(image), ids)
+
+
+def test_legend_lists_every_class_and_ignore_or_the_present_ones():
+    palette = fallback_palette(150)
+    few = legend_entries(["bg", "crack", "rust"], palette[:3], 255, present=[0])
+    assert few == [("0 bg", (0, 0, 0)), ("1 crack", palette[1]), ("2 rust", palette[2]),
+                   ("255 ignore", IGNORE_COLOUR)]
+    names = [f"c{i}" for i in range(150)]  # ADE20K-like: only the classes shown
+    many = legend_entries(names, palette, 255, present=[149, 3, 3, 255, 7])
+    assert [text for text, _ in many] == ["3 c3", "7 c7", "149 c149", "255 ignore"]
+
+
+def test_legend_strip_draws_a_swatch_per_entry():
+    entries = [("0 background", (10, 200, 30)), ("1 a-much-longer-class-name", (200, 10, 90)),
+               ("255 ignore", IGNORE_COLOUR)]
+    wide, narrow = legend(600, entries), legend(120, entries)
+    assert wide.dtype == torch.uint8 and wide.shape[0] == 3 and wide.shape[2] == 600
+    assert narrow.shape[1] > wide.shape[1]  # wraps to more rows when narrow
+    pixels = wide.permute(1, 2, 0).reshape(-1, 3)
+    for _, colour in entries:
+        assert (pixels == torch.tensor(colour, dtype=torch.uint8)).all(1).sum() >= 25
+    assert (pixels == LEGEND_BACKGROUND).all(1).float().mean() > 0.3

@@ -9,14 +9,16 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from torchvision.utils import make_grid
 
-from segohem.viz import Palette, colorize, resolve_palette, to_display
+from segohem.viz import Palette, colorize, legend, legend_entries, resolve_palette, to_display
 
 
 class SegmentationImageLogger(pl.Callback):
     """Every ``every_n_epochs`` validation epochs, logs ``val/samples``: one row per image
     of the first validation batch with input | ground truth | prediction | selected pixels
-    (white = kept by the loss, black = dropped, grey = tie share; ignored pixels black).
-    Rank 0 only, TensorBoard loggers only."""
+    (white = kept by the loss, black = dropped, grey = tie share; ignored pixels black), and
+    under the rows a legend: each class's colour and name (with more than 24 classes, those
+    in the shown masks and predictions) and the ignore colour. Rank 0 only, TensorBoard
+    loggers only."""
 
     def __init__(self, every_n_epochs: int = 1, num_samples: int = 4) -> None:
         if every_n_epochs < 1 or num_samples < 1:
@@ -50,6 +52,9 @@ class SegmentationImageLogger(pl.Callback):
                    selected[:, None].float().expand(-1, 3, -1, -1)]
         tiles = torch.stack(columns, dim=1).flatten(0, 1).cpu()  # row per image
         grid = make_grid(tiles, nrow=len(columns), padding=2, pad_value=0.5)
+        shown = torch.cat([masks.unique(), logits.argmax(1).unique()]).tolist()
+        entries = legend_entries(list(pl_module.class_names), palette, ignore, present=shown)
+        grid = torch.cat([grid, legend(grid.shape[2], entries).float() / 255.0], dim=1)
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
                 # Lightning writes validation scalars at global_step - 1 (last train step).

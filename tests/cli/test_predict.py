@@ -125,6 +125,29 @@ def test_overlay_format(tiny_checkpoint, image_dir, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["color", "overlay"])
+def test_legend_under_color_and_overlay_pictures(tiny_checkpoint, image_dir, tmp_path, fmt):
+    run_predict(tiny_checkpoint, image_dir / "img1.png", tmp_path, f"format={fmt}",
+                "overlay_ext=png", "overlay_alpha=1.0", "legend=true")
+    picture = np.asarray(Image.open(tmp_path / "img1.png").convert("RGB"))
+    height, width = np.asarray(Image.open(image_dir / "img1.png")).shape[:2]
+    loaded = cached_model(tiny_checkpoint)
+    palette = np.asarray(loaded.palette, np.uint8)
+    assert picture.shape[1] == width and picture.shape[0] > height  # the key below
+    np.testing.assert_array_equal(picture[:height], palette[expected_ids(
+        tiny_checkpoint, image_dir / "img1.png")])
+    key = picture[height:].reshape(-1, 3)
+    for colour in [*palette.tolist(), [255, 255, 255]]:  # every class (6) and ignore
+        assert (key == colour).all(1).sum() >= 16, colour  # a swatch, not a stray pixel
+
+
+def test_legend_needs_a_colour_format(tmp_path):
+    with pytest.raises(PredictError, match=r"legend=true .* format=id writes ids"):
+        run_predict(tmp_path / "x.ckpt", tmp_path, tmp_path / "out", "format=id",
+                    "legend=true")
+
+
+@pytest.mark.slow
 def test_cityscapes_format_writes_official_label_ids(cityscapes_ckpt, tmp_path):
     ckpt, root = cityscapes_ckpt
     source = root / "leftImg8bit" / "val"

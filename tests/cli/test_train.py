@@ -7,6 +7,7 @@ Runs are shared where the tests only read them: ``resumed_run`` (two epochs, res
 third) serves the resume and mining tests, ``cityscapes_run`` (tests/cli/conftest.py) also
 serves segohem-eval and segohem-predict."""
 
+import io
 import json
 import logging
 import os
@@ -23,8 +24,10 @@ import pytest
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from segohem.data import SyntheticDataset
 from segohem.data.class_counts import class_pixel_counts
 from segohem.data.datasets.cityscapes import CITYSCAPES_CLASSES
 from segohem.losses import (
@@ -35,6 +38,7 @@ from segohem.losses import (
     WeightedSumLoss,
 )
 from segohem.training import ConfigError, mining_report, train
+from segohem.viz import IGNORE_COLOUR, LEGEND_BACKGROUND
 from tests._support import data_trees
 from tests._support.configs import TINY, compose_train
 
@@ -97,6 +101,13 @@ def test_tensorboard_has_scalars_images_and_hparams(trained_run):
     assert expected <= scalars, expected - scalars
     assert [e.value for e in events.Scalars("val/mIoU")] != []
     assert "val/samples" in events.Tags()["images"]
+    grid = np.asarray(Image.open(io.BytesIO(events.Images("val/samples")[-1].encoded_image_string)
+                                 ).convert("RGB"))
+    first = int(((grid == LEGEND_BACKGROUND).all(2).mean(1) > 0.3).argmax())  # the legend
+    assert first > 64  # below the tiles
+    key = grid[first:].reshape(-1, 3)
+    for colour in [*SyntheticDataset.palette, IGNORE_COLOUR]:  # a swatch per class + ignore
+        assert (key == colour).all(1).sum() >= 16, colour
     hparams = events.PluginTagToContent("hparams")
     assert hparams, "no hparams summary"
     blob = b"".join(hparams.values())
