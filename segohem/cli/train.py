@@ -7,6 +7,7 @@ from hydra.core.plugins import Plugins
 from omegaconf import DictConfig
 
 from hydra_plugins.segohem_sweeper.optuna_sweeper import OptunaStudySweeper
+from segohem.cli import exit_on
 
 # Hydra finds plugins by walking the hydra_plugins namespace, which an editable install
 # (setuptools' import hook) hides from it: register segohem's sweeper explicitly.
@@ -17,9 +18,12 @@ Plugins.instance().register(OptunaStudySweeper)
 def main(cfg: DictConfig) -> float | None:
     """Returns ``cfg.optimized_metric`` (for sweepers)."""
     # Lazy: the library imports torch; --help and bad overrides answer without it.
+    from segohem.checkpoint import CheckpointError
+    from segohem.config_checks import ConfigError
+    from segohem.data import DatasetError
     from segohem.training import train
 
-    return train(cfg)
+    return exit_on((ConfigError, DatasetError, CheckpointError), "segohem-train", train, cfg)
 
 
 if __name__ == "__main__":
