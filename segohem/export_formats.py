@@ -1,5 +1,6 @@
-"""The two export formats of ``segohem-export``: the model wrapped to take any image size,
-written as ONNX or TorchScript, the written file run again, and its parity with PyTorch."""
+"""The export formats of ``segohem-export``: the model wrapped to take any image size,
+written as ONNX, a ``torch.export`` program (``.pt2``) or TorchScript, the written file run
+again, and its parity with PyTorch."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.export import Dim
 
-FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
+FORMATS = {"onnx": ".onnx", "export": ".pt2", "torchscript": ".pt"}
 INPUT_NAME, OUTPUT_NAME = "image", "logits"
 #: Protobuf cannot hold more than 2 GiB: bigger ONNX models keep their weights in
 #: ``<output>.data`` next to the graph.
@@ -36,12 +37,15 @@ class PaddedLogits(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         h, w = x.shape[-2], x.shape[-1]
         d = self.divisor
-        padded = F.pad(x, (0, (d - w % d) % d, 0, (d - h % d) % d))
+        pad_h, pad_w = (d - h % d) % d, (d - w % d) % d
+        padded = F.pad(x, (0, pad_w, 0, pad_h))
         logits = self.net(padded)
         if self.upsample:
             logits = F.interpolate(logits, size=padded.shape[-2:], mode="bilinear",
                                    align_corners=False)
-        return logits[:, :, :h, :w]
+        # Cropped by a negative pad, not a slice: slicing to h checks h against the padded
+        # size, a branch torch.export would fix to the export size (pad 0 or not).
+        return F.pad(logits, (0, -pad_w, 0, -pad_h))
 
 
 def export_module(model: nn.Module, size_divisor: int = 32,
@@ -64,7 +68,7 @@ def export_onnx(module: nn.Module, sample: Tensor, path: Path, opset: int,
     size = sum(p.numel() * p.element_size() for p in module.parameters())
     kwargs: dict[str, Any] = {}
     if dynamo:
-        kwargs["dynamic_shapes"] = {"x": {0: Dim("batch"), 2: Dim("height"), 3: Dim("width")}}
+        kwargs["dynamic_shapes"] = dynamic_image_shapes()
         kwargs["external_data"] = size > ONNX_SINGLE_FILE_LIMIT
     else:
         axes = {0: "batch", 2: "height", 3: "width"}
@@ -78,11 +82,38 @@ def export_onnx(module: nn.Module, sample: Tensor, path: Path, opset: int,
                           verbose=False, **kwargs)
 
 
+def dynamic_image_shapes() -> dict[str, dict[int, Dim]]:
+    """Batch, height and width of the wrapper's input ``x`` as dynamic dimensions."""
+    return {"x": {0: Dim("batch"), 2: Dim("height"), 3: Dim("width")}}
+
+
+def export_program(module: nn.Module, sample: Tensor, path: Path) -> None:
+    """``torch.export.export`` with dynamic batch, height and width, saved as a ``.pt2``
+    ExportedProgram (``torch.export.load(path).module()`` runs it; AOTInductor compiles it).
+
+    ``Dim.AUTO``: what the network needs of the sizes (e.g. a deepest feature map larger than
+    1 x 1) becomes a runtime check of the program instead of an export error; a dimension
+    that export would fix to the sample's size fails the parity check at other sizes."""
+    auto = {"x": {0: Dim.AUTO, 2: Dim.AUTO, 3: Dim.AUTO}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer notes; parity is checked afterwards
+        program = torch.export.export(module, (sample,), dynamic_shapes=auto)
+    torch.export.save(program, str(path))
+
+
+TORCHSCRIPT_DEPRECATED = (
+    "format=torchscript: PyTorch deprecates TorchScript (torch.jit.trace / torch.jit.load "
+    "warn since 2.14); keep it for runtimes that only load TorchScript and use format=export "
+    "(torch.export .pt2, also for AOTInductor) or format=onnx (ONNX Runtime, TensorRT) "
+    "otherwise.")
+
+
 def export_torchscript(module: nn.Module, sample: Tensor, path: Path) -> None:
     """``torch.jit.trace`` (SMP models trace with the sizes symbolic; parity at other sizes
-    is checked afterwards)."""
+    is checked afterwards). Deprecated by PyTorch: :data:`TORCHSCRIPT_DEPRECATED`."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", FutureWarning)  # the deprecation, said once by export
         traced = torch.jit.trace(module, sample, check_trace=False)
     traced.save(str(path))
 
@@ -96,11 +127,16 @@ def exported_runner(path: Path, fmt: str) -> Any:
         options.log_severity_level = 3
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         return lambda x: session.run(None, {INPUT_NAME: x.numpy()})[0]
-    loaded = torch.jit.load(str(path), map_location="cpu").eval()
+    if fmt == "export":
+        program = torch.export.load(str(path)).module()
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch.jit's deprecation
+            program = torch.jit.load(str(path), map_location="cpu").eval()
 
     def run(x: Tensor) -> Any:
         with torch.no_grad():
-            return loaded(x).numpy()
+            return program(x).numpy()
 
     return run
 

@@ -1,10 +1,16 @@
-"""A trained checkpoint as an ONNX or TorchScript model, checked against PyTorch (the work
-of ``segohem-export``).
+"""A trained checkpoint as an ONNX model, a ``torch.export`` program or TorchScript, checked
+against PyTorch (the work of ``segohem-export``).
 
 ::
 
     segohem-export ckpt_path=run/checkpoints/best.ckpt                   # -> best.onnx
+    segohem-export ckpt_path=... format=export                           # -> best.pt2
     segohem-export ckpt_path=... format=torchscript output=model.pt      # -> model.pt
+
+Which format: ``onnx`` for ONNX Runtime, TensorRT and other ONNX runtimes; ``export`` (a
+``torch.export`` ExportedProgram, ``torch.export.load(f).module()``) to stay in PyTorch or
+to compile ahead of time with AOTInductor; ``torchscript`` only for runtimes that load
+nothing else (PyTorch deprecates it).
     segohem-export ckpt_path=... height=1024 width=2048 opset=18 atol=1e-4
 
 The exported model maps normalised ``(N, 3, H, W)`` float32 images (RGB, normalised as in
@@ -14,7 +20,8 @@ Like :func:`segohem.inference.padded_logits`, the graph zero-pads the input to a
 the padding off again; so any H, W is accepted (multiples of 32 avoid the padding) and the
 logits have the input's size. Take ``argmax`` over axis 1 for class ids.
 
-After the export, PyTorch and the exported model (onnxruntime on CPU, or ``torch.jit.load``)
+After the export, PyTorch and the exported model (onnxruntime on CPU, ``torch.export.load``
+or ``torch.jit.load``)
 run on random inputs at the export size (batch 2), at a size 64 px larger in both dimensions
 (batch 1) and at a size that is not a multiple of 32; the maximum absolute difference of the
 logits must not exceed ``atol`` (else exit status 1). A sidecar ``<output>.json`` lists the
@@ -39,10 +46,12 @@ from segohem.export_formats import (
     FORMATS,
     INPUT_NAME,
     OUTPUT_NAME,
+    TORCHSCRIPT_DEPRECATED,
     ExportError,
     check_parity,
     export_module,
     export_onnx,
+    export_program,
     export_torchscript,
 )
 from segohem.files import write_json
@@ -115,7 +124,8 @@ def check_options(cfg: DictConfig) -> None:
         raise ExportError("ckpt_path=... is required, e.g. segohem-export "
                           "ckpt_path=run/checkpoints/best.ckpt format=onnx")
     if cfg.format not in FORMATS:
-        raise ExportError(f"format={cfg.format!r}: choose onnx or torchscript.")
+        raise ExportError(f"format={cfg.format!r}: choose onnx, export (torch.export .pt2) "
+                          f"or torchscript.")
     for key in ("height", "width", "size_divisor"):
         if not isinstance(cfg[key], int) or cfg[key] < 1:
             raise ExportError(f"{key}={cfg[key]!r} must be an integer >= 1.")
@@ -124,7 +134,7 @@ def check_options(cfg: DictConfig) -> None:
 
 
 def output_path(cfg: DictConfig) -> Path:
-    """``cfg.output``, or ``<checkpoint folder>/<checkpoint stem>.onnx|.pt``; never the
+    """``cfg.output``, or ``<checkpoint folder>/<checkpoint stem>.onnx|.pt2|.pt``; never the
     checkpoint itself."""
     ckpt = Path(cfg.ckpt_path)
     path = Path(cfg.output) if cfg.get("output") else ckpt.with_suffix(FORMATS[cfg.format])
@@ -161,12 +171,17 @@ def export(cfg: DictConfig) -> ExportResult:
     try:
         if fmt == "onnx":
             export_onnx(module, sample, path, int(cfg.opset), bool(cfg.dynamo))
+        elif fmt == "export":
+            export_program(module, sample, path)
         else:
+            log.warning(TORCHSCRIPT_DEPRECATED)
             export_torchscript(module, sample, path)
     except Exception as err:
         first = (str(err).strip().splitlines() or [""])[0]
-        hint = (" Try the TorchScript-based ONNX exporter with dynamo=false, or "
-                "format=torchscript." if fmt == "onnx" and cfg.dynamo else "")
+        hint = {"onnx": " Try the TorchScript-based ONNX exporter with dynamo=false, or "
+                        "format=torchscript." if cfg.dynamo else "",
+                "export": " Try format=onnx dynamo=false or format=torchscript (tracing "
+                          "exporters that accept more Python)."}.get(fmt, "")
         raise ExportError(f"{fmt} export of {loaded.path} failed: {type(err).__name__}: "
                           f"{first}.{hint}") from err
 

@@ -93,9 +93,29 @@ def test_sidecar_describes_the_model(tiny_checkpoint, onnx_export):
 
 
 @pytest.mark.slow
-def test_torchscript_export_matches_pytorch_at_other_sizes(tiny_checkpoint, tmp_path):
-    result = export(compose_export([f"ckpt_path={tiny_checkpoint}", "format=torchscript",
-                                    "height=64", "width=64", f"output={tmp_path / 'model.pt'}"]))
+def test_torch_export_program_has_dynamic_sizes_and_matches_pytorch(tiny_checkpoint, tmp_path):
+    result = export(compose_export([f"ckpt_path={tiny_checkpoint}", "format=export",
+                                    "height=64", "width=64"]))
+    assert result.path == tiny_checkpoint.with_suffix(".pt2")
+    assert max(result.max_abs_diff.values()) <= 1e-4, result.max_abs_diff
+    assert json.loads(result.sidecar.read_text())["format"] == "export"
+    program = torch.export.load(str(result.path))
+    assert isinstance(program, torch.export.ExportedProgram)
+    for shape in [(3, 3, 96, 40), (1, 3, 33, 130)]:  # other batch sizes and sizes off the grid
+        x = torch.randn(*shape)
+        with torch.no_grad():
+            got = program.module()(x).numpy()
+        assert got.shape == (shape[0], 6, *shape[2:])
+        np.testing.assert_allclose(got, reference_logits(tiny_checkpoint, x), rtol=0, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_torchscript_export_matches_pytorch_at_other_sizes(tiny_checkpoint, tmp_path, caplog):
+    with caplog.at_level("WARNING", logger="segohem.model_export"):
+        result = export(compose_export([f"ckpt_path={tiny_checkpoint}", "format=torchscript",
+                                        "height=64", "width=64",
+                                        f"output={tmp_path / 'model.pt'}"]))
+    assert "PyTorch deprecates TorchScript" in caplog.text and "format=export" in caplog.text
     assert result.path == tmp_path / "model.pt"
     assert max(result.max_abs_diff.values()) <= 1e-4, result.max_abs_diff
     print("torchscript parity:", result.max_abs_diff)
@@ -158,13 +178,20 @@ def test_cli(tiny_checkpoint, tmp_path):
     assert "Traceback" not in done.stderr
 
 
-@pytest.mark.parametrize("fmt", [pytest.param("onnx", marks=pytest.mark.slow), "torchscript"])
+@pytest.mark.parametrize("fmt", [pytest.param("onnx", marks=pytest.mark.slow), "export",
+                                 "torchscript"])
 def test_graph_upsamples_the_logits_of_a_downsampling_model(tmp_path, fmt):
     """SMP models answer at the input size; others get the bilinear upsampling of
     padded_logits inside the exported graph."""
     from torch import nn
 
-    from segohem.model_export import check_parity, export_module, export_onnx, export_torchscript
+    from segohem.export_formats import (
+        check_parity,
+        export_module,
+        export_onnx,
+        export_program,
+        export_torchscript,
+    )
 
     torch.manual_seed(0)
     net = nn.Conv2d(3, 4, 3, stride=4, padding=1).eval()
@@ -173,6 +200,8 @@ def test_graph_upsamples_the_logits_of_a_downsampling_model(tmp_path, fmt):
     sample, path = torch.randn(2, 3, 64, 64), tmp_path / f"down.{fmt}"
     if fmt == "onnx":
         export_onnx(module, sample, path, opset=18)
+    elif fmt == "export":
+        export_program(module, sample, path)
     else:
         export_torchscript(module, sample, path)
     diffs = check_parity(module, path, fmt, 64, 64)
