@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -188,8 +188,9 @@ plt.show()
 # `tensorboard --logdir <run dir>` shows these interactively; here the event files are read
 # with TensorBoard's `EventAccumulator` (`size_guidance={"images": 0}` keeps every image
 # instead of a sample). Each `val/samples` image has one row per validation image:
-# input | ground truth | prediction | pixels OHEM kept (white). Early in training OHEM keeps
-# large regions; later mostly object borders and thin structures.
+# input | ground truth | prediction | pixels OHEM kept (white), and under the rows a legend of
+# the class colours. Early in training OHEM keeps large regions; later mostly object borders
+# and thin structures.
 
 # %%
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
