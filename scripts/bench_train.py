@@ -15,7 +15,8 @@ host time minus the hand-written loop's (on CUDA, ``CUDA_LAUNCH_BLOCKING=1`` put
 their ranges).
 
     python scripts/bench_train.py [--device cpu|cuda] [--rounds 5] [--breakdown]
-                                  [--overrides loss=ce ...] [--markdown FILE]
+                                  [--height H --width W] [--overrides loss=ce ...]
+                                  [--markdown FILE]
 """
 
 from __future__ import annotations
@@ -181,6 +182,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batch", type=int, default=8, help="samples per step")
     parser.add_argument("--image-size", type=int, default=96, help="square side (>= 32)")
+    parser.add_argument("--height", type=int, default=None, help="image height (default: "
+                        "--image-size); e.g. --height 512 --width 1024 for Cityscapes crops")
+    parser.add_argument("--width", type=int, default=None, help="image width (default: "
+                        "--image-size)")
     parser.add_argument("--num-batches", type=int, default=16, help="distinct batches, cycled")
     parser.add_argument("--steps", type=int, default=60, help="timed steps per run")
     parser.add_argument("--warmup", type=int, default=10, help="untimed steps before them")
@@ -189,16 +194,17 @@ def main(argv: list[str] | None = None) -> None:
                         help="profile forward / loss / backward / optimizer and the host rest")
     parser.add_argument("--overrides", nargs="*", default=[], help="Hydra overrides, e.g. loss=ce")
     args = parse_args(parser, argv)
-    if (args.rounds < 3 or args.image_size < 32 or args.warmup < 0
+    height, width = args.height or args.image_size, args.width or args.image_size
+    if (args.rounds < 3 or min(height, width) < 32 or args.warmup < 0
             or min(args.batch, args.num_batches, args.steps) < 1):
-        parser.error("needs --rounds >= 3, --image-size >= 32, --warmup >= 0, others >= 1")
+        parser.error("needs --rounds >= 3, image sides >= 32, --warmup >= 0, others >= 1")
     if args.breakdown and args.device.type == "cuda":
         os.environ["CUDA_LAUNCH_BLOCKING"] = "1"  # before CUDA starts: ranges hold kernels
     quiet_lightning()
-    device, size = args.device, args.image_size
+    device = args.device
     tmp = Path(tempfile.mkdtemp(prefix="bench_train_"))
     atexit.register(shutil.rmtree, tmp, ignore_errors=True)
-    cfg = compose_config("train", [f"dataset.image_size=[{size},{size}]",
+    cfg = compose_config("train", [f"dataset.image_size=[{height},{width}]",
                                    f"dataset.batch_size={args.batch}", *args.overrides], tmp)
     pl.seed_everything(cfg.seed, verbose=False)
     template = instantiate(cfg.module)
@@ -214,7 +220,7 @@ def main(argv: list[str] | None = None) -> None:
              f"({sum(p.numel() for p in template.model.parameters()) / 1e6:.2f} M params), "
              f"{type(template.loss).__name__}, {cfg.optimizer._target_.rsplit('.', 1)[-1]}, "
              f"scheduler {(cfg.get('scheduler') or {}).get('_target_', '-').rsplit('.')[-1]}; "
-             f"batch ({args.batch}, 3, {size}, {size}), {ignored.float().mean():.1%} ignored, "
+             f"batch ({args.batch}, 3, {height}, {width}), {ignored.float().mean():.1%} ignored, "
              f"{args.num_batches} in-memory batches, {epoch_len} steps/epoch; {args.rounds} "
              f"interleaved rounds of {args.warmup} warm-up + {args.steps} timed steps per run"
              + (f"; overrides: {' '.join(args.overrides)}" if args.overrides else ""))
