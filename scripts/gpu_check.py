@@ -30,6 +30,10 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+GPU_TESTS = ("tests/losses", "tests/test_metrics.py", "tests/callbacks/test_amp.py",
+             "tests/test_module.py")
+"""The test files with ``gpu`` tests (collected alone: the others' extras are not installed)."""
+
 
 @dataclass
 class Stage:
@@ -73,7 +77,7 @@ def stages(py: str, repo: Path, work: Path, dry: bool) -> list[Stage]:
     return [
         Stage("pytest_gpu", [py, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:xdist",
                              "-o", "addopts=-ra --strict-markers", "-p", "no:cacheprovider",
-                             "tests"], 75),
+                             *GPU_TESTS], 75),
         Stage("bench_loss", [py, str(scripts / "bench_loss.py"), "--device", device, *loss,
                              "--markdown", str(md["loss"])], 45 if not dry else 60),
         *[Stage(name, [*train, *extra, f"hydra.run.dir={work / name}"], limit)

@@ -9,8 +9,9 @@
 #   bash scripts/gpu_check.sh --dry-run         # CPU, tiny sizes, same stages and report
 #                                               # (tests/test_gpu_check.py runs it)
 #
-# Device image (the issue's list; checked again by every run: image_packages.txt in $OUT):
-# torch, torchvision, lightning, torchmetrics, tensorboard and their dependencies.
+# Device image: torch, torchvision, lightning, torchmetrics, tensorboard and their
+# dependencies (issue 21); every run writes its `pip freeze` to $OUT/image_packages.txt, the
+# list scripts/build_wheelhouse.sh subtracts (docs/gpu/image_packages.txt).
 #
 # The wheel goes into a throwaway virtual environment that sees this interpreter's packages
 # through a .pth file (torch is not reinstalled) and not the checkout (the stages run outside
@@ -26,7 +27,8 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 base_python=${PYTHON:-python3}
 
-"$base_python" -m pip list --format=freeze > "$OUT/image_packages.txt" 2>/dev/null || true
+{ "$base_python" -c 'import sys; print("# python %d.%d" % sys.version_info[:2])'
+  "$base_python" -m pip list --format=freeze 2>/dev/null; } > "$OUT/image_packages.txt" || true
 
 "$base_python" -m venv "$work/venv"
 venv_python="$work/venv/bin/python"
@@ -38,12 +40,12 @@ venv_python="$work/venv/bin/python"
 install_log="$work/install.log"
 if [[ $dry == 1 ]]; then
     # segohem's own wheel, built from this checkout; its dependencies come from the base env
-    "$base_python" -m pip wheel --no-deps --no-build-isolation -q -w "$work/dist" . > "$install_log" 2>&1
+    "$base_python" -m pip wheel --no-deps -q -w "$work/dist" . > "$install_log" 2>&1  # isolated build
     "$venv_python" -m pip install --no-deps --no-index -q "$work"/dist/segohem-*.whl >> "$install_log" 2>&1
 else
-    # everything .[dev] needs beyond the image, from the wheelhouse only
+    # everything segohem[test] needs beyond the image, from the wheelhouse only
     timeout 120 "$venv_python" -m pip install --no-index --find-links "$repo/wheelhouse" -q \
-        "segohem[dev]" > "$install_log" 2>&1 || { cat "$install_log" >&2; exit 1; }
+        "segohem[test]" > "$install_log" 2>&1 || { cat "$install_log" >&2; exit 1; }
 fi
 
 args=(--out "$OUT" --python "$venv_python" --repo "$repo" --work "$work" --install-log "$install_log")
