@@ -30,8 +30,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-GPU_TESTS = ("tests/losses", "tests/test_metrics.py", "tests/callbacks/test_amp.py",
-             "tests/test_module.py")
+GPU_TESTS = ("tests/losses/test_sync_free.py", "tests/test_metrics.py",
+             "tests/callbacks/test_amp.py")
 """The test files with ``gpu`` tests (collected alone: the others' extras are not installed)."""
 
 

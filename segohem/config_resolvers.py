@@ -31,9 +31,19 @@ DEVICE = "segohem.device"
 """``${segohem.device:accelerator}`` / ``${segohem.device:precision}``: ``trainer=auto``'s
 choice for this machine (:func:`auto_device`)."""
 
+CHECK_LABELS = "segohem.check_labels"
+"""``${segohem.check_labels:${oc.select:dataset.labels_validated,false}}``: a loss checks its
+labels (one host sync per step) unless the dataset validated its masks as it read them."""
+
 RUN_LENGTH_KEYS = ("max_epochs", "max_steps", "limit_train_batches", "max_time",
                    "overfit_batches", "fast_dev_run")
 """Trainer arguments that decide how long a run trains."""
+
+
+def check_labels(labels_validated: Any) -> bool:
+    """``not labels_validated``: a loss's ``check_labels`` when the dataset says whether its
+    reader already rejects unknown mask values (``dataset.labels_validated``)."""
+    return not bool(labels_validated)
 
 
 def toolkit_default(value: Any) -> Any:
@@ -75,7 +85,8 @@ def auto_device(key: str) -> str:
 
 def register_resolvers() -> None:
     """Register the resolvers (once per process; later calls do nothing)."""
-    for name, resolver in ((CLASSES, dataset_classes), (DEFAULT, toolkit_default),
+    for name, resolver in ((CLASSES, dataset_classes), (CHECK_LABELS, check_labels),
+                           (DEFAULT, toolkit_default),
                            (TYPED_RUN_LENGTH, typed_run_length), (DEVICE, auto_device)):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, resolver)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from types import SimpleNamespace
 
+import pytest
 import torch
 
 from segohem.callbacks import SkippedStepCounter
@@ -32,3 +34,24 @@ def test_skipped_step_counter_is_idle_without_a_scaler():
     counter.on_before_optimizer_step(trainer, None, None)
     counter.on_train_batch_end(trainer, None, None, None, 0)
     assert counter.skipped is None
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_16_mixed_run_on_the_gpu_counts_few_skipped_steps(tiny_config, tmp_path):
+    """A short fp16-mixed fit of the default model and loss on one GPU: finite losses, the
+    scaler's skipped steps counted and logged (a few while the scale settles, at most)."""
+    import json
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from segohem.training import train
+
+    train(tiny_config("trainer=gpu", "trainer.precision=16-mixed", "trainer.max_epochs=2"))
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    skipped = [e.value for e in events.Scalars("train/amp_skipped_steps")]
+    losses = [e.value for e in events.Scalars("train/loss")]
+    assert len(skipped) == 2 and skipped[-1] <= 5, skipped
+    assert losses and all(math.isfinite(v) for v in losses)
+    assert json.loads((tmp_path / "metrics.json").read_text())["best"]["mIoU"] is not None

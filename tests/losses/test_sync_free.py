@@ -41,7 +41,21 @@ def loss_cases():
     ]
 
 
-CASES = loss_cases()
+def shipped_cases():
+    """(id, factory, binary) for every conf/loss/*.yaml as shipped (labels validated by the
+    dataset config, so ``check_labels`` resolves to false: no sync)."""
+    from hydra.utils import instantiate
+
+    from tests._support.configs import CONF, compose_train
+
+    def factory(option: str):
+        return lambda: instantiate(compose_train([f"loss={option}"]).loss)
+
+    return [(f"shipped_{p.stem}", factory(p.stem), False)
+            for p in sorted((CONF / "loss").glob("*.yaml"))]
+
+
+CASES = loss_cases() + shipped_cases()
 
 
 def inputs(binary: bool, device: str = "cpu", ignore_all: bool = False):
@@ -128,3 +142,19 @@ def test_no_sync_on_cuda(name, factory, binary, deterministic):
             torch.testing.assert_close(value.cpu(), cpu_value, rtol=1e-4, atol=1e-5)
             torch.testing.assert_close(x.grad.float().cpu(), cpu_grad.float(),
                                        rtol=1e-2, atol=1e-4)
+
+
+def test_shipped_losses_skip_the_label_check_only_where_the_dataset_validates():
+    """Every loss config reads dataset.labels_validated (true in every shipped dataset
+    config): no per-step sync there, the check back for a dataset config without it."""
+    from hydra.utils import instantiate
+
+    from tests._support.configs import CONF, compose_train
+
+    for option in sorted(p.stem for p in (CONF / "loss").glob("*.yaml")):
+        for extra, expected in (([], False), (["~dataset.labels_validated"], True)):
+            loss = instantiate(compose_train([f"loss={option}", *extra]).loss)
+            flags = {m.check_labels for m in loss.modules() if hasattr(m, "check_labels")}
+            assert flags == {expected}, (option, extra)
+    for dataset in sorted(p.stem for p in (CONF / "dataset").glob("*.yaml")):
+        assert "labels_validated: true" in (CONF / "dataset" / f"{dataset}.yaml").read_text()
