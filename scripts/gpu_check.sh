@@ -5,7 +5,7 @@
 # gpu_check.json, image_packages.txt, stages.log).
 #
 #   bash scripts/build_wheelhouse.sh            # here, before the device call: ./wheelhouse
-#   device: run(command="bash scripts/gpu_check.sh", carry=["wheelhouse"], timeout_s=540)
+#   device: run(command="OUT=$OUT bash scripts/gpu_check.sh", carry=["wheelhouse"], timeout_s=570)
 #   bash scripts/gpu_check.sh --dry-run         # CPU, tiny sizes, same stages and report
 #                                               # (tests/test_gpu_check.py runs it)
 #
@@ -44,7 +44,7 @@ if [[ $dry == 1 ]]; then
     "$venv_python" -m pip install --no-deps --no-index -q "$work"/dist/segohem-*.whl >> "$install_log" 2>&1
 else
     # everything segohem[test] needs beyond the image, from the wheelhouse only
-    timeout 120 "$venv_python" -m pip install --no-index --find-links "$repo/wheelhouse" -q \
+    timeout 90 "$venv_python" -m pip install --no-index --find-links "$repo/wheelhouse" -q \
         "segohem[test]" > "$install_log" 2>&1 || { cat "$install_log" >&2; exit 1; }
 fi
 
