@@ -9,6 +9,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_only
 
 Scalar = bool | int | float | str
 
@@ -143,6 +144,7 @@ def _hydra_job() -> tuple[dict[str, str | None], list[str], set[str]]:
     return dict(hydra.runtime.choices), list(hydra.overrides.task), swept
 
 
+@rank_zero_only  # as Lightning's own log_hyperparams: other ranks have no event writer
 def write_tensorboard_hparams(logger: TensorBoardLogger, hparams: Mapping[str, Scalar],
                               metrics: Mapping[str, float], swept: set[str]) -> None:
     """What ``TensorBoardLogger.log_hyperparams`` writes (the experiment, session start and
