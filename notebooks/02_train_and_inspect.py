@@ -26,7 +26,7 @@
 #
 # The run is tiny (64 × 64 images, 384 training images, 10 epochs: 75 s on a slow
 # 2-core CPU) but long enough for sensible predictions. The default `segohem-train` (96 × 96,
-# 512 images, 18 epochs) reaches mIoU ≈ 86 %.
+# 512 images, 18 epochs) reaches mIoU ≈ 85 %.
 
 # %%
 # %matplotlib inline
