@@ -89,7 +89,10 @@ def test_bench_data(tmp_path: Path) -> None:
         "single process (dataset[i])", "DataLoader, 0 workers (main process)"]
     for row in loaders:
         rate = float(row["images/s per worker"])
-        assert float(row["ms/image per worker"]) == pytest.approx(1e3 / rate, rel=0.05)
+        # both cells are rounded (ms to 0.1, images/s to 0.01): under 1 ms/image the 0.05 ms
+        # of the rounding alone exceeds 5 %
+        assert float(row["ms/image per worker"]) == pytest.approx(1e3 / rate, rel=0.05,
+                                                                   abs=0.051)
     shares = {row["step of dataset[i]"]: float(row["% of dataset[i]"].rstrip("%"))
               for row in steps}
     assert list(shares)[:4] == ["image decode", "mask decode", "label mapping", "transform"]
