@@ -11,6 +11,8 @@ import lightning.pytorch as pl
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
+from segohem.sweeps import MISSING, config_value
+
 Scalar = bool | int | float | str
 
 
@@ -58,15 +60,6 @@ NO_EFFECT = ("num_workers", "persistent_workers", "pin_memory", "enable_progress
 """Override keys (last part) that do not change what is learned: not logged."""
 
 
-def _select(config: Mapping[str, Any], dotted: str) -> Any:
-    node: Any = config
-    for part in dotted.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
 def run_hparams(config: Mapping[str, Any], choices: Mapping[str, str | None],
                 overrides: Sequence[str] = (), run: Mapping[str, Scalar] | None = None
                 ) -> dict[str, Scalar]:
@@ -109,8 +102,8 @@ def run_hparams(config: Mapping[str, Any], choices: Mapping[str, str | None],
                 or last in NO_EFFECT
                 or any(word in last for word in PATH_WORDS)):
             continue
-        value = _select(config, key)
-        if isinstance(value, Mapping):
+        value = config_value(dict(config), key)
+        if value is MISSING or isinstance(value, Mapping):
             continue  # a group choice (loss=ce): its name and knobs are columns already
         hp.update(flatten({key: value}, sep="."))
     return hp
