@@ -10,8 +10,7 @@ from typing import Any
 import lightning.pytorch as pl
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
-
-from segohem.sweeps import MISSING, config_value
+from omegaconf import OmegaConf
 
 Scalar = bool | int | float | str
 
@@ -95,6 +94,8 @@ def run_hparams(config: Mapping[str, Any], choices: Mapping[str, str | None],
     hp["min_train_steps"] = "null" if config.get("min_train_steps") is None else config[
         "min_train_steps"]
     hp.update(run or {})
+    tree = OmegaConf.create(dict(config))  # dotted lookups (segohem.sweeps, with pandas, is
+    missing = object()                     #   too heavy to import at every run's start)
     for override in overrides:
         key = override.split("=", 1)[0].lstrip("+~")
         last = key.rsplit(".", 1)[-1]
@@ -102,8 +103,10 @@ def run_hparams(config: Mapping[str, Any], choices: Mapping[str, str | None],
                 or last in NO_EFFECT
                 or any(word in last for word in PATH_WORDS)):
             continue
-        value = config_value(dict(config), key)
-        if value is MISSING or isinstance(value, Mapping):
+        value = OmegaConf.select(tree, key, default=missing)
+        if value is not missing and OmegaConf.is_config(value):
+            value = OmegaConf.to_container(value)
+        if value is missing or isinstance(value, Mapping):
             continue  # a group choice (loss=ce): its name and knobs are columns already
         hp.update(flatten({key: value}, sep="."))
     return hp
