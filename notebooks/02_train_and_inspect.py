@@ -86,12 +86,12 @@ print(OmegaConf.to_yaml(cfg.loss))
 # %% [markdown]
 # ## 2. Train
 #
-# `segohem.training.train(cfg)` is what `segohem-train` runs: it builds the datasets, the
+# `segohem.train.run.train(cfg)` is what `segohem-train` runs: it builds the datasets, the
 # model, the loss and the Lightning trainer from the config, fits, and returns the best
 # validation mIoU. The run directory gets `checkpoints/`, `tensorboard/` and `metrics.json`.
 
 # %%
-from segohem.training import train
+from segohem.train.run import train
 
 start = time.perf_counter()
 best_miou = train(cfg)
@@ -104,11 +104,11 @@ print(files)
 #
 # `checkpoints/best.ckpt` is a Lightning checkpoint. Besides the weights, segohem stores the
 # resolved run config and the class names under `checkpoint["segohem"]`, so the model can be
-# rebuilt without the original command line: `segohem.checkpoint.load_model` does that (safe
+# rebuilt without the original command line: `segohem.train.checkpoint.load_model` does that (safe
 # `weights_only` loading, the model rebuilt from the config, weights loaded, eval mode).
 
 # %%
-from segohem.checkpoint import load_model
+from segohem.train.checkpoint import load_model
 
 loaded = load_model(output_dir / "checkpoints" / "best.ckpt")
 model, run_cfg, class_names = loaded.model, loaded.config, loaded.class_names
@@ -165,7 +165,7 @@ plt.show()
 # OHEM focuses on, and the one that needs the longer default run.
 
 # %%
-from segohem.report import summary_table
+from segohem.report.metrics_json import summary_table
 
 metrics = json.loads((output_dir / "metrics.json").read_text())
 best, last = metrics["best"], metrics["last"]

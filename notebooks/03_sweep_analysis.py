@@ -51,7 +51,7 @@ plt.rcParams["figure.dpi"] = 80
 # %% [markdown]
 # ## 1. Run the sweep
 #
-# `segohem-train -m` (here `python -m segohem.train -m`, with this notebook's Python) runs one
+# `segohem-train -m` (here `python -m segohem.cli.train -m`, with this notebook's Python) runs one
 # job per combination of the comma-separated values, one after the other, each in its own
 # numbered folder under `hydra.sweep.dir`.
 #
@@ -74,7 +74,7 @@ TINY = [
 ]
 workdir = Path(tempfile.mkdtemp(prefix="segohem_nb03_"))
 sweep_dir = workdir / "sweep"
-command = [sys.executable, "-m", "segohem.train", "-m",
+command = [sys.executable, "-m", "segohem.cli.train", "-m",
            "loss.thresh=0.5,0.7,0.9", "loss.n_min=null,0.3", *TINY,
            f"hydra.sweep.dir={sweep_dir}"]
 print("segohem-train", shlex.join(command[4:]), "\n")
@@ -209,7 +209,7 @@ print(f"train it properly with:  segohem-train loss.thresh={choice['thresh']} "
       f"loss.n_min={choice['n_min']}")
 
 # %% [markdown]
-# ## Alternative: `segohem.sweep_summary`
+# ## Alternative: `segohem.report.sweep_summary`
 #
 # The package's sweep summary does the same reading (it also copes with failed or unfinished
 # jobs and Optuna sweeps) and writes `summary.csv`, `summary.md` and `miou_vs_thresh.png`:
@@ -223,7 +223,7 @@ print(f"train it properly with:  segohem-train loss.thresh={choice['thresh']} "
 # %%
 from IPython.display import Image, display
 
-from segohem.sweep_summary import PLOT_NAME, summarize
+from segohem.report.sweep_summary import PLOT_NAME, summarize
 
 report_dir = workdir / "report"
 summarize(sweep_dir, report_dir)

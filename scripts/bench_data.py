@@ -37,7 +37,7 @@ from PIL import Image
 from torch.utils.benchmark import Timer
 from torch.utils.data import DataLoader
 
-from segohem.compose import compose_config
+from segohem.config.compose import compose_config
 from segohem.data.datamodule import seed_worker_transform
 from segohem.data.geometry import resolve_auto_geometry
 

@@ -1,6 +1,6 @@
 """Time inference at Cityscapes size: whole image vs sliding window (vs TTA).
 
-``segohem.inference.predict_scores`` on one image (default 1x3x1024x2048) with the train
+``segohem.infer.core.predict_scores`` on one image (default 1x3x1024x2048) with the train
 config's model, under ``torch.inference_mode``: ``whole``, ``slide`` (``--crop`` windows every
 ``--stride``; default mmsegmentation's Cityscapes 512x1024 / 341x683), ``whole + flip`` and with
 ``--tta`` 6 scales x flip. Time: ``torch.utils.benchmark`` in interleaved rounds; FLOPs:
@@ -21,8 +21,8 @@ from hydra.utils import instantiate
 from torch.utils.benchmark import Timer
 from torch.utils.flop_counter import FlopCounterMode
 
-from segohem.compose import compose_config
-from segohem.inference import InferenceConfig, predict_scores
+from segohem.config.compose import compose_config
+from segohem.infer.core import InferenceConfig, predict_scores
 
 
 def peak_memory_mb(device: torch.device) -> float:

@@ -46,7 +46,7 @@ from torch.optim.optimizer import register_optimizer_step_pre_hook
 from torch.profiler import ProfilerActivity, profile, record_function
 from torch.utils.data import DataLoader, default_collate
 
-from segohem.compose import compose_config
+from segohem.config.compose import compose_config
 from segohem.data import build_dataset
 
 HAND, SEG_TB, SEG_NOLOG = "hand-written", "segohem (TensorBoard)", "segohem (logger=False)"

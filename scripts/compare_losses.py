@@ -1,10 +1,10 @@
 """Compare losses over seeds: ``python scripts/compare_losses.py [--losses ce,ohem,topk]
 [--seeds 0,1,2] [--rare line,dot] [--sweep-dir DIR] [--no-train] [-- hydra overrides...]``
-(see :mod:`segohem.loss_comparison`)."""
+(see :mod:`segohem.report.loss_comparison`)."""
 
 import sys
 
-from segohem.loss_comparison import main
+from segohem.report.loss_comparison import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 GPU_TESTS = ("tests/losses/test_sync_free.py", "tests/test_metrics.py",
-             "tests/callbacks/test_amp.py")
+             "tests/train/callbacks/test_amp.py")
 """The test files with ``gpu`` tests (collected alone: the others' extras are not installed)."""
 
 
@@ -65,7 +65,7 @@ def stages(py: str, repo: Path, work: Path, dry: bool) -> list[Stage]:
     tiny = (["dataset.image_size=[64,64]", "dataset.train_set.num_samples=16",
              "dataset.val_set.num_samples=4", "trainer.max_epochs=1"] if dry else [])
     trainer = ["trainer=cpu"] if dry else ["trainer=gpu"]
-    train = [py, "-m", "segohem.train", *trainer, "trainer.enable_progress_bar=false", *tiny]
+    train = [py, "-m", "segohem.cli.train", *trainer, "trainer.enable_progress_bar=false", *tiny]
     runs = [("train_bf16", ["trainer.precision=bf16-mixed"], 60),
             ("train_fp16", ["trainer.precision=16-mixed"], 60),
             ("train_compile", ["trainer.precision=bf16-mixed", "compile=true"], 90)]

@@ -22,7 +22,7 @@ NODES="${SLURM_JOB_NUM_NODES:-${SLURM_NNODES:-1}}"
 TASKS_PER_NODE="${SLURM_NTASKS_PER_NODE:-4}"
 RUN_DIR="${SEGOHEM_RUN_DIR:-outputs/train/slurm-${SLURM_JOB_ID}}"
 
-srun python -m segohem.train \
+srun python -m segohem.cli.train \
     trainer=ddp \
     trainer.devices="${TASKS_PER_NODE}" \
     trainer.num_nodes="${NODES}" \

@@ -10,7 +10,7 @@ mmsegmentation and PaddleSeg report.
 ``update`` never waits for the device (no ``.item()``, no boolean-mask indexing, no
 ``bincount``): the counts are one fixed-size ``index_add_`` whose extra bin swallows the
 ignored pixels. :func:`format_iou_table` renders it as the per-class table of
-:func:`segohem.report.summary_table`.
+:func:`segohem.report.metrics_json.summary_table`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from torch import Tensor
 from torchmetrics import Metric
 
 from segohem.losses._determinism import order_independent_atomics
-from segohem.report import metrics_summary, summary_table
+from segohem.report.metrics_json import metrics_summary, summary_table
 
 __all__ = ["SegmentationMetrics", "format_iou_table", "metrics_from_confusion"]
 
@@ -193,7 +193,7 @@ class SegmentationMetrics(Metric):
 
 
 def format_iou_table(metrics: Mapping[str, Any], class_names: Sequence[str]) -> str:
-    """:func:`~segohem.report.summary_table` of :func:`metrics_from_confusion`'s output
+    """:func:`~segohem.report.metrics_json.summary_table` of :func:`metrics_from_confusion`'s output
     (``"IoU"``, ``"Acc"``: ``(C,)`` tensors or sequences; scalars ``"mIoU"``, ``"mAcc"``,
     ``"aAcc"``), in class-id order. Reads the values back to the host.
 

@@ -3,7 +3,7 @@
 The commands are read from the README itself (a new example is picked up by itself):
 
 * ``segohem-train|eval|predict|export`` (also ``python -m segohem.<cmd>``, and what
-  ``sbatch scripts/slurm_train.sh`` / ``torchrun -m segohem.train`` run): the command's
+  ``sbatch scripts/slurm_train.sh`` / ``torchrun -m segohem.cli.train`` run): the command's
   config is composed with exactly those overrides (Hydra's compose API; paths such as
   ``/data/...`` left as they are, nothing is run), and every override must name an existing
   key or config group option; ``--help`` must answer;
@@ -33,7 +33,7 @@ from hydra.core.override_parser.types import Override
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
-from segohem.config_checks import check_config
+from segohem.config.checks import check_config
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -47,7 +47,7 @@ SKIPPED: dict[tuple[str, ...], str] = {
     ("cd",): "pure shell: changes the directory",
     ("pip", "install"): "pure shell: installs packages",
     ("tensorboard",): "TensorBoard's own command line, not segohem's",
-    ("optuna-dashboard",): "optuna-dashboard's own command line (tests/sweeps read the journal)",
+    ("optuna-dashboard",): "optuna-dashboard's own command line (tests/sweep read the journal)",
     ("ruff",): "the linter's own command line (CI runs it)",
 }
 """Command prefixes the test does not check, with the reason."""
@@ -58,7 +58,7 @@ example whose configs are still being changed: "issue 12 in progress")."""
 
 TRAIN_SCRIPTS = {"scripts/slurm_train.sh"}
 """Scripts whose arguments are ``segohem-train`` overrides (they run ``python -m
-segohem.train ... "$@"``)."""
+segohem.cli.train ... "$@"``)."""
 
 _ABSENT = object()
 
@@ -116,7 +116,7 @@ def unwrap_launcher(words: list[str]) -> list[str]:
         script = next(w for w in words[1:] if not w.startswith("-"))
         assert script in TRAIN_SCRIPTS, f"sbatch {script}: unknown batch script"
         text = (ROOT / script).read_text()
-        assert "python -m segohem.train" in text and '"$@"' in text, script
+        assert "python -m segohem.cli.train" in text and '"$@"' in text, script
         return ["segohem-train", *words[words.index(script) + 1:]]
     if words[0] == "torchrun":
         words = ["python", *words[words.index("-m"):]]
@@ -198,7 +198,7 @@ def check_script(script: str, args: list[str]) -> None:
     run([sys.executable, str(ROOT / script), "--help"])
     if script == "scripts/compare_losses.py":  # the multirun it starts, built by the script
         # Lazy: pandas and torch, which `python -m pytest --collect-only` (above) need not load.
-        from segohem.loss_comparison import parse_args, train_command
+        from segohem.report.loss_comparison import parse_args, train_command
 
         options, overrides = parse_args(args)
         command = train_command(options, overrides, Path("multirun/compare_losses"))
@@ -262,7 +262,7 @@ def test_extraction_joins_lines_drops_comments_splits_chains():
     "segohem-train loss.thresh=0.5,0.6",               # a sweep without -m
     "segohem-train dataset=folder dataset.root=/data/x dataset.num_classes=2 "
     "dataset.class_names=[a,b,c]",                     # segohem's own config check
-    "python -m segohem.train --cfg job hydra/launcher=slurm",
+    "python -m segohem.cli.train --cfg job hydra/launcher=slurm",
     "python scripts/compare_losses.py --losses ce,ohm",
     "python scripts/no_such_script.py",
     "make train",                                      # a program the test does not know

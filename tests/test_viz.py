@@ -8,8 +8,8 @@ import torch
 from omegaconf import OmegaConf
 from PIL import Image
 
-from segohem.checkpoint import dataset_palette
 from segohem.data.datasets.voc import VOC_BORDER_COLOUR, VOC_PALETTE
+from segohem.train.checkpoint import dataset_palette
 from segohem.viz import (
     IGNORE_COLOUR,
     LEGEND_BACKGROUND,

@@ -1,7 +1,7 @@
 """``hydra/sweeper=optuna_study`` (conf/hydra/sweeper/optuna_study.yaml).
 
 Hydra imports every module of the ``hydra_plugins`` namespace when any command starts, so this
-one stays cheap: Optuna and the sweep logic (:mod:`segohem.optuna_sweep`) are imported when a
+one stays cheap: Optuna and the sweep logic (:mod:`segohem.sweep.sweeper`) are imported when a
 sweep actually runs.
 """
 
@@ -15,10 +15,10 @@ from omegaconf import DictConfig
 
 
 class OptunaStudySweeper(Sweeper):
-    """Hydra's side of :class:`segohem.optuna_sweep.StudySweep` (same options)."""
+    """Hydra's side of :class:`segohem.sweep.sweeper.StudySweep` (same options)."""
 
     def __init__(self, **options: Any) -> None:
-        from segohem.optuna_sweep import StudySweep  # lazy: see the module docstring
+        from segohem.sweep.sweeper import StudySweep  # lazy: see the module docstring
 
         self.work = StudySweep(**options)
 

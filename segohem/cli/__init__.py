@@ -4,15 +4,15 @@ call the library function that does the work -> return its result (the metric, f
 ============  ====================  ======================================
 command       entry point           work
 ============  ====================  ======================================
-segohem-train    cli/train.py       :func:`segohem.training.train`
-segohem-eval     cli/eval.py        :func:`segohem.evaluation.evaluate`
-segohem-predict  cli/predict.py     :func:`segohem.prediction.predict`
-segohem-export   cli/export.py      :func:`segohem.model_export.export`
+segohem-train    cli/train.py       :func:`segohem.train.run.train`
+segohem-eval     cli/eval.py        :func:`segohem.infer.evaluate.evaluate`
+segohem-predict  cli/predict.py     :func:`segohem.infer.predict.run.predict`
+segohem-export   cli/export.py      :func:`segohem.infer.export.run.export`
 ============  ====================  ======================================
 
 Only Hydra is imported at module level, so ``--help`` and bad overrides answer quickly; torch,
 Lightning and SMP are imported when a run starts. A job's outcome goes to its
-``status.json`` (:mod:`segohem.job_status`, a Hydra callback in conf/hydra/default.yaml).
+``status.json`` (:mod:`segohem.report.job_status`, a Hydra callback in conf/hydra/default.yaml).
 Known mistakes (a bad option, file, mask or checkpoint) end every command with one line,
 ``<command>: error: <cause and fix>``, and exit status 1 (:func:`exit_on`).
 """

@@ -12,10 +12,10 @@ from segohem.cli import exit_on
 def main(cfg: DictConfig) -> float | None:
     """Returns the mIoU."""
     # Lazy: the library imports torch; --help and bad overrides answer without it.
-    from segohem.checkpoint import CheckpointError
-    from segohem.config_checks import ConfigError
+    from segohem.config.checks import ConfigError
     from segohem.data import DatasetError
-    from segohem.evaluation import evaluate
+    from segohem.infer.evaluate import evaluate
+    from segohem.train.checkpoint import CheckpointError
 
     return exit_on((ConfigError, DatasetError, CheckpointError), "segohem-eval", evaluate, cfg)
 

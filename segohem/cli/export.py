@@ -12,8 +12,8 @@ from segohem.cli import exit_on
 def main(cfg: DictConfig) -> None:
     """A known mistake ends with its message and exit status 1 (:func:`~segohem.cli.exit_on`)."""
     # Lazy: the library imports torch; --help and bad overrides answer without it.
-    from segohem.checkpoint import CheckpointError
-    from segohem.model_export import ExportError, export
+    from segohem.infer.export.run import ExportError, export
+    from segohem.train.checkpoint import CheckpointError
 
     exit_on((ExportError, CheckpointError), "segohem-export", export, cfg)
 

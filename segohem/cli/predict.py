@@ -12,8 +12,8 @@ from segohem.cli import exit_on
 def main(cfg: DictConfig) -> None:
     """A known mistake ends with its message and exit status 1 (:func:`~segohem.cli.exit_on`)."""
     # Lazy: the library imports torch; --help and bad overrides answer without it.
-    from segohem.checkpoint import CheckpointError
-    from segohem.prediction import PredictError, predict
+    from segohem.infer.predict.run import PredictError, predict
+    from segohem.train.checkpoint import CheckpointError
 
     exit_on((PredictError, CheckpointError), "segohem-predict", predict, cfg)
 

@@ -18,10 +18,10 @@ Plugins.instance().register(OptunaStudySweeper)
 def main(cfg: DictConfig) -> float | None:
     """Returns ``cfg.optimized_metric`` (for sweepers)."""
     # Lazy: the library imports torch; --help and bad overrides answer without it.
-    from segohem.checkpoint import CheckpointError
-    from segohem.config_checks import ConfigError
+    from segohem.config.checks import ConfigError
     from segohem.data import DatasetError
-    from segohem.training import train
+    from segohem.train.checkpoint import CheckpointError
+    from segohem.train.run import train
 
     return exit_on((ConfigError, DatasetError, CheckpointError), "segohem-train", train, cfg)
 

@@ -34,7 +34,7 @@ from hydra.utils import instantiate
 from omegaconf import ListConfig, OmegaConf, open_dict
 from PIL import Image, UnidentifiedImageError
 
-from segohem.config_checks import ConfigError
+from segohem.config.checks import ConfigError
 from segohem.data.datasets import DatasetError
 
 log = logging.getLogger(__name__)
@@ -131,7 +131,7 @@ def image_sizes(paths: Sequence[Path], skip_unreadable: bool = False) -> list[tu
 
 def check_crop_size(value: Any) -> tuple[int, int] | None:
     """``(H, W)`` of an explicit ``dataset.crop_size``; None for ``auto``; else a
-    :class:`~segohem.config_checks.ConfigError` naming the option and the fix."""
+    :class:`~segohem.config.checks.ConfigError` naming the option and the fix."""
     if isinstance(value, str) and value == AUTO:
         return None
     if not _is_pair(value) or not all(_is_int(v) and v > 0 for v in value):
@@ -141,7 +141,7 @@ def check_crop_size(value: Any) -> tuple[int, int] | None:
 
 def check_scale_range(value: Any) -> tuple[float, float] | None:
     """``(min, max)`` of an explicit ``dataset.scale_range``; None for ``auto``; else a
-    :class:`~segohem.config_checks.ConfigError` naming the option and the fix."""
+    :class:`~segohem.config.checks.ConfigError` naming the option and the fix."""
     if isinstance(value, str) and value == AUTO:
         return None
     if (not _is_pair(value) or not all(_is_number(v) for v in value)

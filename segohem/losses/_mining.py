@@ -39,7 +39,7 @@ class MiningStats:
     """``(C,)`` float32 valid (non-ignored) pixels of each class in the call; sums to
     ``valid_pixels``. None for a loss that does not report classes. Always this process's own
     pixels, also with ``sync_across_ranks`` (then they sum to ``valid_pixels`` over the ranks):
-    :class:`~segohem.module.SegmentationModule` sums them over the ranks once per epoch."""
+    :class:`~segohem.train.module.SegmentationModule` sums them over the ranks once per epoch."""
     class_kept: Tensor | None = None
     """``(C,)`` float32 kept weight of each class (tied boundary pixels count fractionally);
     sums to ``kept_pixels`` (over the ranks with ``sync_across_ranks``, as ``class_valid``).

@@ -1,5 +1,5 @@
 """The former hand-written ``PolyLR`` schedule (a LambdaLR): the reference that
-``segohem.optim.poly_lr`` (torch schedulers) must reproduce, and helpers to step schedules."""
+``segohem.train.optim.poly_lr`` (torch schedulers) must reproduce, and helpers to step schedules."""
 
 import torch
 from torch import nn

@@ -19,7 +19,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     validated on an odd number of images: 9; no logger): its checkpoints and metrics.json.
     segohem-eval, -predict and -export tests read it; none of them writes into it except
     export's default output next to the checkpoint."""
-    from segohem.training import train
+    from segohem.train.run import train
 
     out = tmp_path_factory.mktemp("tiny_run")
     train(compose_train([*TINY, "dataset.val_set.num_samples=9", "logger=none"], out))
@@ -35,14 +35,14 @@ def tiny_checkpoint(tiny_run: Path) -> Path:
 @pytest.fixture(scope="session")
 def cityscapes_run(tmp_path_factory: pytest.TempPathFactory
                    ) -> tuple[Path, Path, subprocess.CompletedProcess]:
-    """``python -m segohem.train`` (what the segohem-train console script runs) for two epochs
+    """``python -m segohem.cli.train`` (what the segohem-train console script runs) for two epochs
     on a tiny tree in the real Cityscapes layout (2 images per city, 64 x 128 px): the tree's
     root, the run directory (a 19-class checkpoint, metrics.json, TensorBoard) and the
     finished process."""
     base = tmp_path_factory.mktemp("cityscapes")
     root = data_trees.make_cityscapes(base / "cityscapes", per_city=2, size=(64, 128))
     run_dir = base / "run"
-    args = [sys.executable, "-m", "segohem.train", "dataset=cityscapes",
+    args = [sys.executable, "-m", "segohem.cli.train", "dataset=cityscapes",
             f"dataset.root={root}", f"hydra.run.dir={run_dir}", "dataset.crop_size=[64,128]",
             "dataset.batch_size=2", "dataset.val_batch_size=2", "dataset.num_workers=0",
             "trainer.max_epochs=2", "min_train_steps=null", "trainer.enable_progress_bar=false"]

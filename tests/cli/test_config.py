@@ -16,10 +16,10 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
 from segohem.data import SyntheticDataset
 from segohem.data.geometry import resolve_auto_geometry
-from segohem.inference import InferenceConfig, predict_scores
+from segohem.infer.core import InferenceConfig, predict_scores
+from segohem.infer.predict.run import inference_config
 from segohem.losses import MinorityRectificationLoss, OhemCELoss, TopKCELoss
-from segohem.prediction import inference_config
-from segohem.training import ConfigError, check_config, train
+from segohem.train.run import ConfigError, check_config, train
 from tests._support.configs import (
     CONF,
     NESTED_GROUPS,
@@ -234,14 +234,14 @@ def test_missing_checkpoint_fails_before_training(tiny_config):
 
 def test_entry_point_imports_no_heavy_modules():
     """`--help` and `--cfg job` stay fast because the entry module imports Hydra only."""
-    code = ("import sys, segohem.train; heavy = [m for m in ('torch', 'lightning', "
+    code = ("import sys, segohem.cli.train; heavy = [m for m in ('torch', 'lightning', "
             "'segmentation_models_pytorch', 'albumentations') if m in sys.modules]; "
             "assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_cli_help_and_cfg_job_and_bad_override(tmp_path):
-    cli = [sys.executable, "-m", "segohem.train"]
+    cli = [sys.executable, "-m", "segohem.cli.train"]
     out = subprocess.run([*cli, "--help"], capture_output=True, text=True, check=True).stdout
     for group, options in group_options().items():  # every option found in conf/
         assert f"{group}: {', '.join(options)}" in out
@@ -280,6 +280,6 @@ def test_configs_work_from_an_installed_wheel(tmp_path):
                          capture_output=True, text=True).stdout
     # the wheel ships every config file: it composes what the source tree composes
     assert json.loads(out) == OmegaConf.to_container(compose_train(overrides))
-    out = subprocess.run([sys.executable, "-m", "segohem.train", "--cfg", "job"], check=True,
+    out = subprocess.run([sys.executable, "-m", "segohem.cli.train", "--cfg", "job"], check=True,
                          env=env, cwd=tmp_path, capture_output=True, text=True).stdout
     assert yaml.safe_load(out) == OmegaConf.to_container(compose_train([]))

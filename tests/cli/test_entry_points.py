@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from segohem.job_status import describe, read_job_status
+from segohem.report.job_status import describe, read_job_status
 
 COMMANDS = ("train", "eval", "predict", "export")
 

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from segohem.cli import InputError, exit_on, one_line
-from segohem.config_checks import ConfigError
+from segohem.config.checks import ConfigError
 from tests._support import data_trees
 
 SPLITS = {"train": ["a", "b", "c"], "val": ["d"]}
@@ -41,7 +41,7 @@ def bad_folder(case: str, root: Path) -> tuple[list[str], str]:
 
 
 def train(tmp_path: Path, *overrides: str, env: dict[str, str] | None = None):
-    args = [sys.executable, "-m", "segohem.train", f"hydra.run.dir={tmp_path / 'run'}",
+    args = [sys.executable, "-m", "segohem.cli.train", f"hydra.run.dir={tmp_path / 'run'}",
             "trainer.max_epochs=1", "trainer.enable_progress_bar=false", *overrides]
     return subprocess.run(args, capture_output=True, text=True, timeout=300,
                           env={**os.environ, **(env or {})})

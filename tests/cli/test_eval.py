@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from omegaconf import open_dict
 
-from segohem.checkpoint import CheckpointError
-from segohem.evaluation import evaluate
+from segohem.infer.evaluate import evaluate
+from segohem.train.checkpoint import CheckpointError
 from tests._support.configs import compose_config
 
 
@@ -69,7 +69,8 @@ def test_eval_on_a_cityscapes_tree(cityscapes_run, tmp_path):
 def test_two_process_eval_gives_the_same_numbers(tiny_checkpoint, tmp_path):
     single = run_eval([f"ckpt_path={tiny_checkpoint}"], tmp_path / "single")
     done = subprocess.run(
-        [sys.executable, "-m", "segohem.eval", f"ckpt_path={tiny_checkpoint}", "trainer=ddp_cpu",
+        [sys.executable, "-m", "segohem.cli.eval", f"ckpt_path={tiny_checkpoint}",
+         "trainer=ddp_cpu",
          "num_workers=0", "trainer.enable_progress_bar=false",
          f"hydra.run.dir={tmp_path / 'ddp'}"], capture_output=True, text=True, timeout=600,
         cwd=tmp_path)

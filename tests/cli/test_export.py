@@ -14,10 +14,10 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from segohem.checkpoint import CheckpointError, load_model
 from segohem.data import SyntheticDataset
-from segohem.inference import padded_logits
-from segohem.model_export import ExportError, export
+from segohem.infer.core import padded_logits
+from segohem.infer.export.run import ExportError, export
+from segohem.train.checkpoint import CheckpointError, load_model
 from tests._support.configs import compose_config
 
 
@@ -111,7 +111,7 @@ def test_torch_export_program_has_dynamic_sizes_and_matches_pytorch(tiny_checkpo
 
 @pytest.mark.slow
 def test_torchscript_export_matches_pytorch_at_other_sizes(tiny_checkpoint, tmp_path, caplog):
-    with caplog.at_level("WARNING", logger="segohem.model_export"):
+    with caplog.at_level("WARNING", logger="segohem.infer.export.run"):
         result = export(compose_export([f"ckpt_path={tiny_checkpoint}", "format=torchscript",
                                         "height=64", "width=64",
                                         f"output={tmp_path / 'model.pt'}"]))
@@ -160,7 +160,7 @@ def test_output_may_not_be_the_checkpoint(tmp_path):
 @pytest.mark.slow
 def test_cli(tiny_checkpoint, tmp_path):
     out = tmp_path / "cli.pt"
-    args = [sys.executable, "-m", "segohem.export", f"ckpt_path={tiny_checkpoint}",
+    args = [sys.executable, "-m", "segohem.cli.export", f"ckpt_path={tiny_checkpoint}",
             "format=torchscript", "height=32", "width=64", f"output={out}",
             f"hydra.run.dir={tmp_path / 'hydra'}"]
     done = subprocess.run(args, capture_output=True, text=True, timeout=300)
@@ -185,7 +185,7 @@ def test_graph_upsamples_the_logits_of_a_downsampling_model(tmp_path, fmt):
     padded_logits inside the exported graph."""
     from torch import nn
 
-    from segohem.export_formats import (
+    from segohem.infer.export.formats import (
         check_parity,
         export_module,
         export_onnx,

@@ -14,11 +14,11 @@ import pytest
 from hydra.utils import instantiate
 from PIL import Image
 
-from segohem.checkpoint import CheckpointError, load_model
 from segohem.data import SyntheticDataset
-from segohem.inference import InferenceConfig, predict_scores
-from segohem.prediction import PredictError, predict, safe_destination
-from segohem.prediction_formats import FORMATS
+from segohem.infer.core import InferenceConfig, predict_scores
+from segohem.infer.predict.formats import FORMATS
+from segohem.infer.predict.run import PredictError, predict, safe_destination
+from segohem.train.checkpoint import CheckpointError, load_model
 from tests._support import data_trees
 from tests._support.configs import compose_config
 
@@ -265,7 +265,7 @@ def test_truncated_checkpoint_is_a_clear_error(tiny_checkpoint, image_dir, tmp_p
 @pytest.mark.slow
 def test_cli(tiny_checkpoint, image_dir, tmp_path):
     out = tmp_path / "pred"
-    args = [sys.executable, "-m", "segohem.predict", f"ckpt_path={tiny_checkpoint}",
+    args = [sys.executable, "-m", "segohem.cli.predict", f"ckpt_path={tiny_checkpoint}",
             f"input={image_dir}", f"output={out}", "format=id", "recursive=true",
             f"hydra.run.dir={tmp_path / 'hydra'}"]
     done = subprocess.run(args, capture_output=True, text=True, timeout=300)
@@ -287,11 +287,11 @@ def test_cli(tiny_checkpoint, image_dir, tmp_path):
 
 
 def test_help_is_fast_and_names_the_formats():
-    done = subprocess.run([sys.executable, "-m", "segohem.predict", "--help"],
+    done = subprocess.run([sys.executable, "-m", "segohem.cli.predict", "--help"],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0
     assert f"format={'|'.join(FORMATS)}" in done.stdout  # every format predict accepts
-    code = "import sys, segohem.predict; print('torch' in sys.modules)"
+    code = "import sys, segohem.cli.predict; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True,
                           text=True).stdout.strip() == "False"
 

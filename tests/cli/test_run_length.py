@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from segohem.callbacks import MinTrainSteps
-from segohem.config_resolvers import RUN_LENGTH_KEYS
-from segohem.training import train
+from segohem.config.resolvers import RUN_LENGTH_KEYS
+from segohem.train.callbacks import MinTrainSteps
+from segohem.train.run import train
 from tests._support.configs import TINY, compose_train
 
 CLI = {"max_epochs": "trainer.max_epochs=18",          # equal to the default: still the user's
@@ -80,7 +80,7 @@ def last(run: Path) -> tuple[int, int]:
 
 @pytest.mark.slow
 def test_the_default_length_is_still_raised(tmp_path, caplog):
-    with caplog.at_level("INFO", logger="segohem.callbacks.min_steps"):
+    with caplog.at_level("INFO", logger="segohem.train.callbacks.min_steps"):
         train(compose_train(SMALL, tmp_path))
     assert last(tmp_path) == (19, 40)
     assert "trainer.max_epochs 18 -> 20" in caplog.text
@@ -97,7 +97,7 @@ def test_the_default_length_is_still_raised(tmp_path, caplog):
 ])
 def test_a_typed_length_is_trained_exactly(source, key, expected, tmp_path, caplog):
     overrides = [key] if source == "cli" else experiment(tmp_path, key)
-    with caplog.at_level("INFO", logger="segohem.callbacks.min_steps"):
+    with caplog.at_level("INFO", logger="segohem.train.callbacks.min_steps"):
         train(compose_train([*SMALL, *overrides], tmp_path))
     assert last(tmp_path) == expected
     assert "Run length as you set it" in caplog.text and "kept" in caplog.text
@@ -108,7 +108,7 @@ def test_a_typed_length_is_trained_exactly(source, key, expected, tmp_path, capl
 def test_issue_command_line_trains_two_epochs(tmp_path):
     """The report: ``trainer.max_epochs=2 ++trainer.limit_train_batches=2`` on a small set
     trained 3000 epochs; the console command now trains 2 epochs of 2 batches."""
-    args = [sys.executable, "-m", "segohem.train", f"hydra.run.dir={tmp_path}",
+    args = [sys.executable, "-m", "segohem.cli.train", f"hydra.run.dir={tmp_path}",
             *[t for t in SMALL if not t.startswith("min_train_steps")], "min_train_steps=3000",
             "trainer.max_epochs=2", "++trainer.limit_train_batches=2"]
     done = subprocess.run(args, capture_output=True, text=True, timeout=300)

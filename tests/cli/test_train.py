@@ -1,4 +1,4 @@
-"""segohem-train (segohem.training.train, ``python -m segohem.train``): short real runs that
+"""segohem-train (segohem.train.run.train, ``python -m segohem.cli.train``): short real runs that
 learn, the run directory (checkpoints, metrics.json, TensorBoard), resume and SIGKILL, a run on
 a Cityscapes-layout tree through the CLI, loss=crl start-up (alpha from the class counts) and
 its statistics, the mining summary and end-of-run line, log lines, compile=true.
@@ -37,7 +37,7 @@ from segohem.losses import (
     TopKCELoss,
     WeightedSumLoss,
 )
-from segohem.training import ConfigError, mining_report, train
+from segohem.train.run import ConfigError, mining_report, train
 from segohem.viz import IGNORE_COLOUR, LEGEND_BACKGROUND
 from tests._support import data_trees
 from tests._support.configs import TINY, compose_train
@@ -119,7 +119,7 @@ class ResumedRun:
     cfg: DictConfig  # the resumed run's config
     out: Path  # the run directory
     first: dict  # metrics.json after the first two epochs
-    messages: list[str]  # what segohem.training logged in the resumed run
+    messages: list[str]  # what segohem.train.run logged in the resumed run
     after_two_epochs: Path  # a copy of last.ckpt after the first two epochs (another folder)
 
 
@@ -134,7 +134,7 @@ def resumed_run(tmp_path_factory) -> ResumedRun:
     after_two_epochs = tmp_path_factory.mktemp("after_two_epochs") / "last.ckpt"
     shutil.copyfile(out / "checkpoints" / "last.ckpt", after_two_epochs)
     resumed = compose_train([*TINY, "trainer.max_epochs=3", "ckpt_path=last"], out)
-    logger = logging.getLogger("segohem.training")
+    logger = logging.getLogger("segohem.train.run")
     records: list[logging.LogRecord] = []
     handler = logging.Handler()
     handler.emit = records.append
@@ -160,7 +160,7 @@ def test_resume_continues_epoch_and_step(resumed_run):
 @pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume(tmp_path):
     run_dir = tmp_path / "run"
-    args = [sys.executable, "-m", "segohem.train", f"hydra.run.dir={run_dir}",
+    args = [sys.executable, "-m", "segohem.cli.train", f"hydra.run.dir={run_dir}",
             "dataset.image_size=[64,64]", "dataset.train_set.num_samples=256",
             "dataset.val_set.num_samples=8", "dataset.num_workers=0", "trainer.max_epochs=3",
             "min_train_steps=null",
@@ -237,7 +237,7 @@ def test_segohem_train_on_a_cityscapes_tree(cityscapes_run):
 @pytest.mark.slow
 def test_log_lines_are_not_duplicated(tmp_path):
     run = subprocess.run(
-        [sys.executable, "-m", "segohem.train", f"hydra.run.dir={tmp_path}", "debug=limit",
+        [sys.executable, "-m", "segohem.cli.train", f"hydra.run.dir={tmp_path}", "debug=limit",
          "dataset.image_size=[64,64]", "trainer.enable_progress_bar=false", "logger=none"],
         capture_output=True, text=True, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-2000:]
@@ -250,7 +250,7 @@ def test_log_lines_are_not_duplicated(tmp_path):
 @pytest.mark.slow
 def test_compile_option_trains_and_keeps_plain_checkpoint_keys(tmp_path):
     run = subprocess.run(
-        [sys.executable, "-m", "segohem.train", f"hydra.run.dir={tmp_path}", "debug=limit",
+        [sys.executable, "-m", "segohem.cli.train", f"hydra.run.dir={tmp_path}", "debug=limit",
          "compile=true", "trainer.max_epochs=1", "min_train_steps=null",
          "dataset.image_size=[64,64]",
          "trainer.enable_progress_bar=false", "logger=none"],
@@ -270,7 +270,7 @@ def test_alpha_from_eta_is_set_from_the_training_set_at_start_up(tiny_config, ca
     shares = counts / counts.sum()
     expected = np.clip(shares - 1 / 6, 0, None).sum()  # eta 0.01 x the paper's percentage
     assert 0.2 < expected < 1
-    with caplog.at_level("INFO", logger="segohem.training"):
+    with caplog.at_level("INFO", logger="segohem.train.run"):
         train(cfg)
     line = next(r.getMessage() for r in caplog.records if "loss alpha" in r.getMessage())
     assert f"loss alpha = {expected:.4g}" in line

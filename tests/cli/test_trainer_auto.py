@@ -7,7 +7,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from segohem.training import device_line
+from segohem.train.run import device_line
 from tests._support.configs import compose_train
 
 

@@ -14,7 +14,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import get_class
 from omegaconf import OmegaConf
 
-from segohem.config_resolvers import CLASSES
+from segohem.config.resolvers import CLASSES
 
 DATASETS = Path(__file__).resolve().parents[2] / "conf" / "dataset"
 OPTIONS = sorted(p.stem for p in DATASETS.glob("*.yaml"))
@@ -64,7 +64,7 @@ def test_the_command_line_resolves_the_names_in_place(tmp_path):
     """``--cfg job --resolve`` resolves in place (``OmegaConf.resolve``); the entry point
     finds the resolver registered by ``segohem.conf``."""
     done = subprocess.run(
-        [sys.executable, "-m", "segohem.train", "--cfg", "job", "--resolve",
+        [sys.executable, "-m", "segohem.cli.train", "--cfg", "job", "--resolve",
          "dataset=cityscapes", "dataset.root=/data/cityscapes"],
         capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert done.returncode == 0, done.stderr

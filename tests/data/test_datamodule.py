@@ -14,7 +14,7 @@ from hydra.utils import instantiate
 from torch.utils.data import Dataset
 
 from segohem.data.datamodule import SegmentationDataModule
-from segohem.module import SegmentationModule
+from segohem.train.module import SegmentationModule
 from tests._support.configs import TINY, compose_train
 
 

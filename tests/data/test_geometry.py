@@ -14,8 +14,8 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from PIL import Image
 
-from segohem import dataset_browser
 from segohem.data import DatasetError
+from segohem.data import browser as dataset_browser
 from segohem.data.datamodule import SegmentationDataModule
 from segohem.data.geometry import (
     check_crop_size,
@@ -25,7 +25,7 @@ from segohem.data.geometry import (
     random_scale,
     resolve_auto_geometry,
 )
-from segohem.training import ConfigError, train
+from segohem.train.run import ConfigError, train
 from tests._support import data_trees
 from tests._support.configs import compose_train
 
