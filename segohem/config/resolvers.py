@@ -35,6 +35,10 @@ CHECK_LABELS = "segohem.check_labels"
 """``${segohem.check_labels:${oc.select:dataset.labels_validated,false}}``: a loss checks its
 labels (one host sync per step) unless the dataset validated its masks as it read them."""
 
+SWEEP_SAFE_STRATEGY = "segohem.sweep_safe_strategy"
+"""``${segohem.sweep_safe_strategy:ddp}``: ``trainer=ddp``'s strategy, ``ddp_fork`` inside a
+Hydra multirun (:func:`sweep_safe_strategy`)."""
+
 RUN_LENGTH_KEYS = ("max_epochs", "max_steps", "limit_train_batches", "max_time",
                    "overfit_batches", "fast_dev_run")
 """Trainer arguments that decide how long a run trains."""
@@ -64,6 +68,29 @@ def typed_run_length(*, _root_: DictConfig) -> ListConfig:
     return ListConfig(typed)
 
 
+def sweep_safe_strategy(strategy: str) -> str:
+    """``ddp_fork`` for ``strategy="ddp"`` inside a Hydra multirun, else ``strategy``.
+
+    Lightning's ``ddp`` starts ranks >= 1 by re-running the command line: inside a multirun
+    each child would re-run the whole sweep (a second sweep folder, and with Optuna other
+    hyperparameters than rank 0). Forked ranks share the job's already-composed config
+    instead. Kept as ``ddp`` when a cluster (SLURM, torchrun) starts the ranks itself.
+    """
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if strategy != "ddp" or not HydraConfig.initialized():
+        return strategy
+    if HydraConfig.get().mode != RunMode.MULTIRUN:
+        return strategy
+    # Lazy: composing a config does not import Lightning (nor torch).
+    from lightning.fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
+
+    if SLURMEnvironment.detect() or TorchElasticEnvironment.detect():
+        return strategy
+    return "ddp_fork"
+
+
 BF16_CAPABILITY = (8, 0)
 """Compute capability from which bf16 runs natively (Ampere); below it,
 ``torch.cuda.is_bf16_supported()`` is still true through emulation, and slow."""
@@ -87,6 +114,7 @@ def register_resolvers() -> None:
     """Register the resolvers (once per process; later calls do nothing)."""
     for name, resolver in ((CLASSES, dataset_classes), (CHECK_LABELS, check_labels),
                            (DEFAULT, toolkit_default),
-                           (TYPED_RUN_LENGTH, typed_run_length), (DEVICE, auto_device)):
+                           (TYPED_RUN_LENGTH, typed_run_length), (DEVICE, auto_device),
+                           (SWEEP_SAFE_STRATEGY, sweep_safe_strategy)):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, resolver)
