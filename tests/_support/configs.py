@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
-from hydra import compose, initialize_config_module
-from hydra.core.global_hydra import GlobalHydra
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
+
+from segohem.config.compose import compose_config  # the tests import it from here
 
 REPO = Path(__file__).resolve().parents[2]
 CONF = REPO / "conf"
@@ -20,21 +20,10 @@ TINY = [
 ]
 
 
-def compose_config(name: str, overrides: list[str]) -> DictConfig:
-    """The packaged config ``name`` (train, eval, predict, export) with ``overrides``."""
-    GlobalHydra.instance().clear()
-    with initialize_config_module(version_base="1.3", config_module="segohem.conf"):
-        return compose(name, overrides=overrides)
-
-
 def compose_train(overrides: list[str], output_dir: Path | None = None) -> DictConfig:
     """The ``train`` config with ``overrides``; ``paths.output_dir`` set to ``output_dir``
     (``${hydra:runtime.output_dir}`` does not resolve under the compose API)."""
-    cfg = compose_config("train", overrides)
-    if output_dir is not None:
-        with open_dict(cfg):
-            cfg.paths.output_dir = str(output_dir)
-    return cfg
+    return compose_config("train", overrides, output_dir)
 
 
 NESTED_GROUPS = {"hydra", "inference", "transforms"}
@@ -44,8 +33,9 @@ that dataset configs pick (``transforms@dataset.train_transform=<option>``)."""
 
 
 def group_options(exclude: set[str] = NESTED_GROUPS) -> dict[str, list[str]]:
-    """Every config group and its options, read from conf/."""
-    return {group.name: sorted(p.stem for p in group.glob("*.yaml"))
+    """Every config group and its options, read from conf/. A file whose name starts with
+    ``_`` is a base that options extend (e.g. conf/dataset/_base.yaml), not an option."""
+    return {group.name: sorted(p.stem for p in group.glob("*.yaml") if not p.stem.startswith("_"))
             for group in sorted(CONF.iterdir()) if group.is_dir() and group.name not in exclude}
 
 

@@ -267,11 +267,10 @@ def test_configs_work_from_an_installed_wheel(tmp_path):
     code = (
         "import json, pathlib, segohem\n"
         f"assert pathlib.Path(segohem.__file__).is_relative_to({str(site)!r}), segohem.__file__\n"
-        "from hydra import compose, initialize_config_module\n"
         "from hydra.utils import instantiate\n"
         "from omegaconf import OmegaConf\n"
-        "with initialize_config_module(version_base='1.3', config_module='segohem.conf'):\n"
-        f"    cfg = compose('train', overrides={overrides!r})\n"
+        "from segohem.config.compose import compose_config\n"
+        f"cfg = compose_config('train', {overrides!r})\n"
         "instantiate(cfg.loss)\n"
         "print(json.dumps(OmegaConf.to_container(cfg)))\n"
     )

@@ -9,23 +9,16 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_module
-from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import get_class
 from omegaconf import OmegaConf
 
 from segohem.config.resolvers import CLASSES
+from tests._support.configs import compose_train
 
 DATASETS = Path(__file__).resolve().parents[2] / "conf" / "dataset"
 OPTIONS = sorted(p.stem for p in DATASETS.glob("*.yaml"))
 USER_NAMED = {"folder"}
 """Datasets whose classes the user names (``dataset.class_names=[...]``, required)."""
-
-
-def compose_train(overrides: list[str]):
-    GlobalHydra.instance().clear()
-    with initialize_config_module(version_base="1.3", config_module="segohem.conf"):
-        return compose("train", overrides=overrides)
 
 
 @pytest.mark.parametrize("option", OPTIONS)

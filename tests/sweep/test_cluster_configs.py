@@ -5,18 +5,14 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from hydra import compose, initialize_config_module
-from hydra.core.global_hydra import GlobalHydra
-
+from segohem.config.compose import compose_config
 from segohem.train.run import sweep_safe_strategy
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def compose_with_hydra(overrides: list[str]):
-    GlobalHydra.instance().clear()
-    with initialize_config_module(version_base="1.3", config_module="segohem.conf"):
-        return compose("train", overrides=overrides, return_hydra_config=True)
+    return compose_config("train", overrides, hydra=True)
 
 
 def test_slurm_launcher_config_composes_one_task_per_gpu():
