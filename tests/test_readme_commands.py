@@ -26,14 +26,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_module
-from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from hydra.errors import HydraException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
 from segohem.config.checks import check_config
+from segohem.config.compose import compose_config
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -153,7 +152,7 @@ def compose_checked(name: str, overrides: list[str], multirun: bool = False) -> 
         assert not (override.is_add() or override.is_force_add() or override.is_delete()), (
             f"{override.input_line}: README examples override existing keys only")
     for variant in sweep_variants(parsed):
-        cfg = compose_config(name, [line for line, _ in variant])
+        cfg = compose_config(name, [line for line, _ in variant], hydra=True)
         choices = cfg.hydra.runtime.choices
         for line, override in variant:
             key = override.get_key_element()
@@ -183,12 +182,6 @@ def sweep_variants(parsed: list[Override]) -> list[list[tuple[str, Override]]]:
     for i, (override, options) in enumerate(zip(parsed, values, strict=True)):
         variants += [[*base[:i], pick(override, value), *base[i + 1:]] for value in options[1:]]
     return variants
-
-
-def compose_config(name: str, overrides: list[str]) -> DictConfig:
-    GlobalHydra.instance().clear()
-    with initialize_config_module(version_base="1.3", config_module="segohem.conf"):
-        return compose(name, overrides=overrides, return_hydra_config=True)
 
 
 def check_script(script: str, args: list[str]) -> None:
