@@ -24,13 +24,14 @@ dots are drawn last and never lose pixels. Objects overlap: later-drawn objects 
 
 from __future__ import annotations
 
-import colorsys
 import operator
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
+
+from segohem.data.drawing import hsv, to_uint8
 
 __all__ = ["SyntheticDataset"]
 
@@ -42,11 +43,6 @@ _COLOURS = {BLOB: (0.0, 0.06, 0.45, 0.5), BOX: (0.33, 0.08, 0.45, 0.5),
             LINE: (0.58, 0.08, 0.45, 0.5), DOT: (0.14, 0.06, 0.6, 0.75),
             RING: (0.80, 0.08, 0.45, 0.5)}
 _Window = tuple[tuple[slice, slice], np.ndarray, np.ndarray]
-
-
-def _hsv(h: float, s: float, v: float) -> np.ndarray:
-    """HSV in [0, 1] -> RGB float32 array (3,) in [0, 255]."""
-    return np.asarray(colorsys.hsv_to_rgb(h % 1.0, s, v), dtype=np.float32) * 255.0
 
 
 class _Canvas:
@@ -85,7 +81,7 @@ class _Canvas:
         """Random RGB (3,) for an object of class ``cls`` (class hue range, jittered s/v)."""
         c, half, s, v = _COLOURS[cls]
         r = self.rng
-        return _hsv(c + r.uniform(-half, half), r.uniform(s, 0.95), r.uniform(v, 1.0))
+        return hsv(c + r.uniform(-half, half), r.uniform(s, 0.95), r.uniform(v, 1.0))
 
 
 def _smooth_noise(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
@@ -105,7 +101,7 @@ def _smooth_noise(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
 def _background(cv: _Canvas) -> None:
     """Two random colours blended by smooth noise, modulated by stripes and a gradient."""
     r, h, w = cv.rng, cv.h, cv.w
-    c0, c1 = (_hsv(r.random(), r.uniform(0.0, 0.65), r.uniform(0.2, 0.95)) for _ in range(2))
+    c0, c1 = (hsv(r.random(), r.uniform(0.0, 0.65), r.uniform(0.2, 0.95)) for _ in range(2))
     t = _smooth_noise(r, h, w)[..., None]
     ys = np.arange(h, dtype=np.float32)[:, None]
     xs = np.arange(w, dtype=np.float32)[None, :]
@@ -213,7 +209,7 @@ def generate(rng: np.random.Generator, size: tuple[int, int], ignore_index: int 
     for _ in range(int(rng.integers(2, 7))):
         _dot(cv, s)
     cv.image += rng.normal(0, rng.uniform(6, 18), cv.image.shape).astype(np.float32)
-    return np.clip(cv.image, 0, 255).astype(np.uint8), cv.mask
+    return to_uint8(cv.image), cv.mask
 
 
 class SyntheticDataset(torch.utils.data.Dataset):

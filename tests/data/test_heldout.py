@@ -1,20 +1,26 @@
-"""scripts/make_heldout_sets.py (on pytest's pythonpath): the five sets load through
+"""segohem.data.heldout and its command ``segohem-heldout``: the five sets load through
 FolderDataset, their masks hold the intended ids, rare classes are present and under 1 % at the
 default settings, the soft classes cover 2-8 % with edges that fade over several pixels, the
 soft variants keep their base scenes' classes, and the output depends only on the seed (and
-each sample only on its index)."""
+each sample only on its index); the street scene of the data benchmark is Cityscapes-like."""
 
 from __future__ import annotations
 
 import dataclasses
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
-import make_heldout_sets as mhs
 import numpy as np
 import pytest
 from PIL import Image
 
+from segohem.cli.heldout import main
 from segohem.data import FolderDataset
+from segohem.data.datasets.cityscapes import LABEL_ID_TO_TRAIN_ID
+from segohem.data.heldout import SETS, make_scene
+from segohem.data.heldout.soft import SOFT_BLUR, soft_blobs
 
 TINY = ["--size", "64", "--train", "6", "--val", "2"]
 
@@ -24,10 +30,10 @@ def _masks(root: Path, split: str) -> np.ndarray:
     return np.stack([np.asarray(Image.open(root / "masks" / f"{s}.png")) for s in stems])
 
 
-@pytest.mark.parametrize("name", list(mhs.SETS))
+@pytest.mark.parametrize("name", list(SETS))
 def test_tiny_set_reads_as_folder_dataset(tmp_path: Path, name: str) -> None:
-    assert mhs.main(["--out", str(tmp_path), "--sets", name, *TINY]) == 0
-    root, classes = tmp_path / name, mhs.SETS[name].classes
+    assert main(["--out", str(tmp_path), "--sets", name, *TINY]) == 0
+    root, classes = tmp_path / name, SETS[name].classes
     train = FolderDataset(str(root), "train", classes=classes)
     val = FolderDataset(str(root), "val", classes=classes)
     assert (len(train), len(val)) == (6, 2)
@@ -47,9 +53,9 @@ def test_tiny_set_reads_as_folder_dataset(tmp_path: Path, name: str) -> None:
 
 
 def test_default_sets_have_rare_classes_under_one_percent(tmp_path: Path, capsys) -> None:
-    assert mhs.main(["--out", str(tmp_path), "--check"]) == 0  # 96 x 96, 200 train / 60 val
+    assert main(["--out", str(tmp_path), "--check"]) == 0  # 96 x 96, 200 train / 60 val
     printed = capsys.readouterr().out
-    for name, spec in mhs.SETS.items():
+    for name, spec in SETS.items():
         root = tmp_path / name
         masks = _masks(root, "train")
         assert masks.shape == (200, 96, 96) and _masks(root, "val").shape == (60, 96, 96)
@@ -67,39 +73,82 @@ def test_default_sets_have_rare_classes_under_one_percent(tmp_path: Path, capsys
 
 
 def test_check_fails_outside_the_intended_range(tmp_path: Path, monkeypatch, capsys) -> None:
-    spec = mhs.SETS["cracks"]
-    monkeypatch.setitem(mhs.SETS, "cracks", dataclasses.replace(spec, rare={"crack": (0.2, 0.5)}))
-    assert mhs.main(["--out", str(tmp_path), "--sets", "cracks", *TINY, "--check"]) == 1
+    spec = SETS["cracks"]
+    monkeypatch.setitem(SETS, "cracks", dataclasses.replace(spec, rare={"crack": (0.2, 0.5)}))
+    assert main(["--out", str(tmp_path), "--sets", "cracks", *TINY, "--check"]) == 1
     assert "cracks/crack" in capsys.readouterr().err
 
 
 def test_deterministic_per_seed_and_sample(tmp_path: Path) -> None:
     def files(out: Path, *extra: str) -> dict[str, bytes]:
-        mhs.main(["--out", str(out), *TINY, *extra])
+        main(["--out", str(out), *TINY, *extra])
         return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*.png"))}
 
     a, b = files(tmp_path / "a"), files(tmp_path / "b")
-    assert a == b and len(a) == len(mhs.SETS) * 2 * 8
+    assert a == b and len(a) == len(SETS) * 2 * 8
     c = files(tmp_path / "c", "--seed", "1")
     assert a.keys() == c.keys() and all(a[k] != c[k] for k in a if "images" in k)
     d = files(tmp_path / "d", "--train", "3")  # fewer samples: the first ones unchanged
-    assert all(a[k] == v for k, v in d.items()) and len(d) == len(mhs.SETS) * 2 * 5
+    assert all(a[k] == v for k, v in d.items()) and len(d) == len(SETS) * 2 * 5
 
 
-@pytest.mark.parametrize("name", [n for n, spec in mhs.SETS.items() if spec.soft])
+@pytest.mark.parametrize("name", [n for n, spec in SETS.items() if spec.soft])
 def test_soft_class_is_medium_sized_low_contrast_and_fades(name: str) -> None:
     """The soft class: 2-8 % of the pixels, the last id, over the base scene's classes; its
     veil is faint (a few % of the brightness) and its opacity ramps over >= 4 px."""
-    spec = mhs.SETS[name]
+    spec = SETS[name]
     (soft, (lo, hi)), = spec.soft.items()
     assert spec.classes[-1] == soft and lo >= 0.02 and hi <= 0.08
-    base = mhs.SETS[name.removesuffix("_soft")]
+    base = SETS[name.removesuffix("_soft")]
     assert spec.classes[:-1] == base.classes and spec.rare == base.rare
     rng = np.random.default_rng(0)
-    alphas = [mhs._soft_blobs(rng, 96, 96, p_present=1.0) for _ in range(20)]
+    alphas = [soft_blobs(rng, 96, 96, p_present=1.0) for _ in range(20)]
     for alpha in alphas:
         ramp = (alpha > 0.1) & (alpha < 0.9)  # the 10-90 % fade
         core = alpha >= 0.9
         assert ramp.sum() > 0.5 * core.sum()  # a wide band around the core, not a hard edge
     # the 10-90 % fade of a straight edge blurred with the smallest sigma spans >= 4 px
-    assert 2.56 * mhs.SOFT_BLUR[0] >= 4
+    assert 2.56 * SOFT_BLUR[0] >= 4
+
+
+def test_console_command_help_and_a_tiny_set(tmp_path: Path) -> None:
+    """``segohem-heldout`` (the installed entry point) and ``python -m segohem.cli.heldout``."""
+    command = (shutil.which("segohem-heldout", path=str(Path(sys.executable).parent))
+               or shutil.which("segohem-heldout"))
+    assert command, "segohem-heldout not installed: pip install -e ."
+    helped = subprocess.run([command, "--help"], capture_output=True, text=True, timeout=120,
+                            check=False)
+    assert helped.returncode == 0, helped.stderr
+    assert all(f"--{opt}" in helped.stdout
+               for opt in ("out", "sets", "seed", "size", "train", "val", "check"))
+    done = subprocess.run([sys.executable, "-m", "segohem.cli.heldout", "--out", str(tmp_path),
+                           "--sets", "shapes", "--size", "32", "--train", "2", "--val", "1"],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "shapes: " in done.stdout and "train with: segohem-train dataset=folder" in done.stdout
+    assert sorted(p.name for p in (tmp_path / "shapes" / "images").iterdir()) == [
+        "train_0000.png", "train_0001.png", "val_0000.png"]
+    assert (tmp_path / "shapes" / "splits" / "val.txt").read_text() == "val_0000\n"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--sets", "cracks,nope"], "unknown sets ['nope']"),
+    (["--size", "16"], "need --size >= 32"),
+    (["--val", "0"], "need --size >= 32, --train >= 1, --val >= 1"),
+])
+def test_bad_options_name_the_option(tmp_path: Path, capsys, args: list[str],
+                                     message: str) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--out", str(tmp_path), *args])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # nothing written
+
+
+def test_street_scene_is_cityscapes_like() -> None:
+    image, labels = make_scene(np.random.default_rng(0), 96, 192)
+    assert image.shape == (96, 192, 3) and image.dtype == np.uint8
+    assert labels.shape == (96, 192) and labels.dtype == np.uint8
+    assert set(np.unique(labels).tolist()) <= set(LABEL_ID_TO_TRAIN_ID)
+    assert {7, 23, 26} <= set(np.unique(labels).tolist())  # road, sky, car
+    assert image.std() > 10  # not a flat image
