@@ -153,7 +153,7 @@ def test_cityscapes_format_writes_official_label_ids(cityscapes_ckpt, tmp_path):
     source = root / "leftImg8bit" / "val"
     out = tmp_path / "results"
     run_predict(ckpt, source, out, "format=cityscapes")  # city sub-folders: found without
-    # recursive=true, as the README's example runs it
+    # recursive=true, as docs/inference.md's example runs it
     inputs = sorted(source.rglob("*_leftImg8bit.png"))
     written = sorted(out.rglob("*.png"))
     assert [p.relative_to(out) for p in written] == [p.relative_to(source) for p in inputs]
