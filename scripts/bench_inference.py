@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import argparse
 import resource
+from functools import partial
 
 import torch
-from bench_common import BackgroundLoad, interleaved, iqr_pct, parse_args, report, table
 from hydra.utils import instantiate
-from torch.utils.benchmark import Timer
 from torch.utils.flop_counter import FlopCounterMode
 
 from segohem.config.compose import compose_config
 from segohem.infer.core import InferenceConfig, predict_scores
+from segohem.report.bench import BackgroundLoad, interleaved, iqr_pct, parse_args, report, table
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -66,12 +66,8 @@ def main(argv: list[str] | None = None) -> None:
                 predict_scores(model, images, config)
             memory[name], flops[name] = peak_memory_mb(device) - before, \
                 counter.get_total_flops()
-        timers = {name: Timer("predict_scores(model, images, config)", description=name,
-                              num_threads=torch.get_num_threads(),
-                              globals={"predict_scores": predict_scores, "model": model,
-                                       "images": images, "config": config})
-                  for name, config in variants.items()}
-        times = interleaved(timers, args.repeats)
+        times = interleaved({name: partial(predict_scores, model, images, config)
+                             for name, config in variants.items()}, args.repeats)
     rows = [{"variant": name, "s/image": f"{m.median:.3f}", "images/s": f"{1 / m.median:.2f}",
              "IQR %": f"{iqr_pct(m):.0f}", "GFLOPs": f"{flops[name] / 1e9:.3g}",
              "peak memory MB": f"{memory[name]:.0f}"} for name, m in times.items()]

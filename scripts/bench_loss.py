@@ -17,12 +17,11 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable
+from functools import partial
 
 import torch
 import torch.nn.functional as F
-from bench_common import BackgroundLoad, interleaved, iqr_pct, parse_args, report, table
 from torch import Tensor
-from torch.utils.benchmark import Timer
 
 from segohem.losses import (
     BinaryOhemLoss,
@@ -32,6 +31,7 @@ from segohem.losses import (
     OhemDiceLoss,
     TopKCELoss,
 )
+from segohem.report.bench import BackgroundLoad, interleaved, iqr_pct, parse_args, report, table
 
 IGNORE = 255
 KERNEL_BASELINE = "CrossEntropyLoss()"
@@ -143,11 +143,8 @@ def peak_extra_mib(loss_fn: LossFn, logits: Tensor, labels: Tensor) -> str:
 def loss_table(losses: dict[str, LossFn], logits: Tensor, labels: Tensor, rounds: int
                ) -> str:
     """Median ms per loss, its ratios to the first loss and to :data:`KERNEL_BASELINE`."""
-    timers = {name: Timer("step(fn, logits, labels)", description=name,
-                          num_threads=torch.get_num_threads(),
-                          globals={"step": step, "fn": fn, "logits": logits, "labels": labels})
-              for name, fn in losses.items()}
-    results = interleaved(timers, rounds)
+    results = interleaved({name: partial(step, fn, logits, labels)
+                           for name, fn in losses.items()}, rounds)
     base, *_ = results.values()
     kernel = results.get(KERNEL_BASELINE)
     return table([{

@@ -39,7 +39,6 @@ from typing import Any
 import lightning.pytorch as pl
 import pandas as pd
 import torch
-from bench_common import BackgroundLoad, iqr_pct, measurement, parse_args, report, table
 from hydra.utils import instantiate
 from torch import nn
 from torch.optim.optimizer import register_optimizer_step_pre_hook
@@ -48,6 +47,7 @@ from torch.utils.data import DataLoader, default_collate
 
 from segohem.config.compose import compose_config
 from segohem.data import build_dataset
+from segohem.report.bench import BackgroundLoad, iqr_pct, measurement, parse_args, report, table
 
 HAND, SEG_TB, SEG_NOLOG = "hand-written", "segohem (TensorBoard)", "segohem (logger=False)"
 PARTS = ("forward", "loss", "backward", "optimizer")

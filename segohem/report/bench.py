@@ -1,6 +1,7 @@
-"""What the benchmark scripts share (imported as a sibling when a script runs): interleaved
-timing statistics from ``torch.utils.benchmark``, the background load from ``psutil``, and the
-report (pandas tables as Markdown, printed and appended to a file with the command line)."""
+"""What the benchmarks (``scripts/bench_*.py``) share: interleaved timing statistics from
+``torch.utils.benchmark``, the background CPU load from ``psutil`` (the ``test`` extra), and the
+report (pandas tables as Markdown, printed and appended to a file with the command line).
+Times are in seconds unless a name says otherwise."""
 
 from __future__ import annotations
 
@@ -11,11 +12,11 @@ import platform
 import shlex
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
-import psutil
 import torch
 from torch.utils.benchmark import Measurement, Timer
 from torch.utils.benchmark.utils.common import TaskSpec
@@ -37,10 +38,13 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None
     return args
 
 
-def interleaved(timers: dict[str, Timer], rounds: int) -> dict[str, Measurement]:
-    """Each round runs every timer's ``blocked_autorange`` once (one warm-up call, one timed
+def interleaved(calls: dict[str, Callable[[], Any]], rounds: int) -> dict[str, Measurement]:
+    """Time each call with a ``torch.utils.benchmark`` Timer (this process's torch threads):
+    each round runs every timer's ``blocked_autorange`` once (one warm-up call, one timed
     block), in turn, so slow drift of a busy machine hits all of them alike; the rounds of a
-    timer are merged into one :class:`Measurement` (median, IQR)."""
+    call are merged into one :class:`Measurement` (median, IQR)."""
+    timers = {name: Timer("call()", description=name, num_threads=torch.get_num_threads(),
+                          globals={"call": call}) for name, call in calls.items()}
     runs: dict[str, list[Measurement]] = {name: [] for name in timers}
     for _ in range(rounds):
         for name, timer in timers.items():
@@ -63,10 +67,17 @@ class BackgroundLoad:
     this process's threads and its finished children (DataLoader workers) are not counted."""
 
     def __init__(self) -> None:
+        try:
+            import psutil  # the test extra, as the benchmarks
+        except ImportError as err:
+            raise ImportError("the benchmarks measure the background CPU load with psutil: "
+                              "pip install 'segohem[test]' (or psutil)") from err
+        self.psutil = psutil
         self.start = self._sample()
 
-    @staticmethod
-    def _sample() -> tuple[float, float, float]:
+    def _sample(self) -> tuple[float, float, float]:
+        """(wall clock s, busy CPU s of all processes, CPU s of this one and its children)."""
+        psutil = self.psutil
         cpu, own = psutil.cpu_times(), psutil.Process().cpu_times()
         busy = sum(getattr(cpu, f, 0.0) for f in ("user", "nice", "system", "irq", "softirq",
                                                   "steal"))
@@ -74,9 +85,10 @@ class BackgroundLoad:
         return time.perf_counter(), busy, mine
 
     def note(self) -> str:
+        """The load since construction in one sentence, with a warning above 10 %."""
         end = self._sample()
         other = (end[1] - self.start[1]) - (end[2] - self.start[2])
-        cpus = psutil.cpu_count() or 1
+        psutil, cpus = self.psutil, self.psutil.cpu_count() or 1
         pct = max(0.0, 100.0 * other / ((end[0] - self.start[0]) * cpus))
         loadavg = " ".join(f"{x:.2f}" for x in psutil.getloadavg())
         note = f"background CPU load during the run: {pct:.0f}% of {cpus} CPUs; loadavg {loadavg}"
@@ -86,6 +98,7 @@ class BackgroundLoad:
 
 
 def device_name(device: torch.device) -> str:
+    """The GPU's name, or the CPU model (``/proc/cpuinfo``; else ``platform``)."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     with contextlib.suppress(OSError, StopIteration), open("/proc/cpuinfo") as cpuinfo:
