@@ -49,6 +49,12 @@ class BinaryOhemLoss(nn.Module):
             ``class_kept`` are ``[negatives, positives]``.
     """
 
+    fallback_rule = ("min_neg floor", "neg_ratio decided",
+                     "dominated: neg_ratio x positives was rarely above it; lower loss.min_neg "
+                     "or raise loss.neg_ratio")
+    """The end-of-run ``Mining:`` line's words for the ``fallback`` statistic (see
+    ``OhemCELoss.fallback_rule``)."""
+
     def __init__(
         self,
         neg_ratio: float = 3.0,

@@ -76,6 +76,12 @@ class OhemCELoss(MiningCrossEntropy):
         last_stats: :class:`~segohem.losses.MiningStats` of the last call (detached).
     """
 
+    fallback_rule = ("n_min fallback", "the threshold decided",
+                     "dominated: the threshold rarely kept n_min pixels; raise loss.thresh or "
+                     "lower loss.n_min")
+    """The end-of-run ``Mining:`` line's words for the ``fallback`` statistic: the fallback,
+    the verdict when the threshold decided, the one when the fallback dominated."""
+
     def __init__(self, thresh: float = 0.7, n_min: Count = None,
                  **options: Unpack[MiningOptions]) -> None:
         super().__init__(**options)

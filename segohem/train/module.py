@@ -7,7 +7,6 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -32,7 +31,8 @@ from segohem.train.epoch_stats import (
     class_names_for,
     mining_section,
 )
-from segohem.train.optim import state_at_step
+from segohem.train.loss_counts import needs_class_counts, set_class_counts
+from segohem.train.module_state import CheckpointedModule
 
 # Validation metrics are computed from confusion matrices already summed across ranks, so
 # they are identical on every rank; Lightning's hint to sync them again is noise.
@@ -45,7 +45,7 @@ OptimizerFactory = Callable[..., Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
 
 
-class SegmentationModule(pl.LightningModule):
+class SegmentationModule(CheckpointedModule):
     """Trains ``model`` with ``loss``; validates with confusion-matrix metrics.
 
     Batches are dicts with ``image`` ``(B, 3, H, W)`` float and ``mask`` ``(B, H, W)``
@@ -94,6 +94,12 @@ class SegmentationModule(pl.LightningModule):
         channels_last: use the channels_last memory format for model and inputs.
         abandonment: the :class:`~segohem.train.abandonment.AbandonmentRule` (or a mapping of its
             fields, ``enabled: false`` or None: off).
+        run_config: the run's resolved config (``segohem-train`` gives it), kept in checkpoints
+            (``checkpoint["segohem"]["config"]``, to rebuild the model) and read by the
+            ``HparamsLogger`` / ``RankConfigCheck`` callbacks.
+
+    Loss terms whose weight follows the class imbalance (``needs_class_counts``: CRL with
+    ``alpha=None``) get the training set's pixel counts per class in :meth:`setup`.
     """
 
     def __init__(
@@ -108,6 +114,7 @@ class SegmentationModule(pl.LightningModule):
         compile: bool = False,
         channels_last: bool = False,
         abandonment: AbandonmentRule | Mapping[str, Any] | None = None,
+        run_config: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         names = list(class_names) if class_names is not None else [
@@ -130,12 +137,20 @@ class SegmentationModule(pl.LightningModule):
         self.best_miou.persistent(True)
         self.last_val: dict[str, Any] = {}
         self.best_val: dict[str, Any] = {}
-        self.run_config: dict[str, Any] | None = None  # stored in checkpoints when set
+        self.run_config = dict(run_config) if run_config is not None else None
         self._epoch_sums = EpochSums()  # this epoch's training steps, summed on the device
         self._mining_run: dict[str, Any] = {}  # run totals (host), see _end_mining_epoch
         self.mining_summary: dict[str, Any] = {}
         rule = rule_from(abandonment)
         self._abandonment = AbandonmentWatch(rule) if rule is not None else None
+
+    def setup(self, stage: str) -> None:
+        """Before a fit: the loss terms that wait for the class counts get them from the data
+        module's ``train_set`` (:func:`~segohem.train.loss_counts.set_class_counts`)."""
+        if stage == "fit" and needs_class_counts(self.loss):
+            set_class_counts(self.loss, getattr(self.trainer.datamodule, "train_set", None),
+                             self.class_names, self.ignore_index,
+                             report=self.trainer.is_global_zero)
 
     def configure_model(self) -> None:
         if self.channels_last:
@@ -273,52 +288,3 @@ class SegmentationModule(pl.LightningModule):
         scheduler = self.scheduler_factory(optimizer, total_steps=max(total, 1))
         return {"optimizer": optimizer,
                 "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
-
-    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
-        # Checkpoints written before MaxMetric kept the best mIoU in a buffer (NaN = none yet).
-        old = state_dict.pop(prefix + "best_miou", None)
-        if old is not None:
-            state_dict.setdefault(prefix + "best_miou.max_value", torch.nan_to_num(
-                old.float(), nan=-math.inf))
-        super()._load_from_state_dict(state_dict, prefix, *args)
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["segohem"] = {"config": self.run_config, "class_names": self.class_names,
-                                 "best_val": self.best_val, "last_val": self.last_val,
-                                 "mining": {"run": self._mining_run,
-                                            "summary": self.mining_summary},
-                                 "abandonment": (self._abandonment.state_dict()
-                                                 if self._abandonment is not None else None)}
-
-    def _resume_schedule(self, checkpoint: dict[str, Any]) -> None:
-        """Let a resumed fit continue this run's LR schedule at the saved step (as the former
-        LambdaLR-based ``PolyLR`` did): the saved scheduler state and the optimizer's saved
-        rates are replaced by those of the schedule built for this run's total steps (more
-        epochs on resume: a longer schedule). Reads checkpoints of ``PolyLR`` too."""
-        schedulers = checkpoint.get("lr_schedulers") or []
-        optimizers = checkpoint.get("optimizer_states") or []
-        if (self.scheduler_factory is None or self._trainer is None
-                or self.trainer.state.fn != "fit" or len(schedulers) != 1
-                or len(optimizers) != 1 or "last_epoch" not in schedulers[0]):
-            return
-        groups = optimizers[0]["param_groups"]
-        if any("initial_lr" not in group for group in groups):
-            return
-        total = max(int(self.trainer.estimated_stepping_batches), 1)
-        state = state_at_step(lambda opt: self.scheduler_factory(opt, total_steps=total),
-                              [group["initial_lr"] for group in groups],
-                              schedulers[0]["last_epoch"])
-        schedulers[0] = state
-        for group, lr in zip(groups, state["_last_lr"], strict=True):
-            group["lr"] = lr
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self._resume_schedule(checkpoint)
-        saved = checkpoint.get("segohem", {})
-        self.best_val = saved.get("best_val") or {}
-        self.last_val = saved.get("last_val") or {}
-        mining = saved.get("mining") or {}
-        self._mining_run = mining.get("run") or {}
-        self.mining_summary = mining.get("summary") or {}
-        if self._abandonment is not None and saved.get("abandonment"):
-            self._abandonment.load_state_dict(saved["abandonment"])

@@ -1,4 +1,4 @@
-"""Learning-rate schedules, built from torch's own schedulers."""
+"""Learning-rate schedules (torch's own schedulers) and their continuation on resume."""
 
 from __future__ import annotations
 
@@ -115,3 +115,25 @@ def state_at_step(build: Callable[[Optimizer], LRScheduler], base_lrs: Sequence[
         for _ in range(int(step)):
             scheduler.step()
     return scheduler.state_dict()
+
+
+def resume_schedule(checkpoint: dict[str, Any], build: Callable[[Optimizer], LRScheduler]
+                    ) -> None:
+    """Let a resumed fit continue *this* run's LR schedule at the saved step (as the former
+    LambdaLR-based ``PolyLR`` did): ``checkpoint``'s scheduler state and its optimizer's saved
+    rates are replaced, in place, by those of ``build`` (the schedule for this run's total
+    steps: more epochs on resume, a longer schedule) at the saved step
+    (:func:`state_at_step`). Reads checkpoints of ``PolyLR`` too; a checkpoint with several
+    optimizers or schedulers, or without ``initial_lr``, is left as it is."""
+    schedulers = checkpoint.get("lr_schedulers") or []
+    optimizers = checkpoint.get("optimizer_states") or []
+    if len(schedulers) != 1 or len(optimizers) != 1 or "last_epoch" not in schedulers[0]:
+        return
+    groups = optimizers[0]["param_groups"]
+    if any("initial_lr" not in group for group in groups):
+        return
+    state = state_at_step(build, [group["initial_lr"] for group in groups],
+                          schedulers[0]["last_epoch"])
+    schedulers[0] = state
+    for group, lr in zip(groups, state["_last_lr"], strict=True):
+        group["lr"] = lr

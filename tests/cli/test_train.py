@@ -30,14 +30,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from segohem.data import SyntheticDataset
 from segohem.data.class_counts import class_pixel_counts
 from segohem.data.datasets.cityscapes import CITYSCAPES_CLASSES
-from segohem.losses import (
-    BinaryOhemLoss,
-    CrossEntropyLoss,
-    OhemCELoss,
-    TopKCELoss,
-    WeightedSumLoss,
-)
-from segohem.train.run import ConfigError, mining_report, train
+from segohem.losses import OhemCELoss
+from segohem.train.callbacks.report import mining_report
+from segohem.train.run import ConfigError, train
 from segohem.viz import IGNORE_COLOUR, LEGEND_BACKGROUND
 from tests._support import data_trees
 from tests._support.configs import TINY, compose_train
@@ -119,7 +114,7 @@ class ResumedRun:
     cfg: DictConfig  # the resumed run's config
     out: Path  # the run directory
     first: dict  # metrics.json after the first two epochs
-    messages: list[str]  # what segohem.train.run logged in the resumed run
+    messages: list[str]  # what segohem's loggers logged in the resumed run
     after_two_epochs: Path  # a copy of last.ckpt after the first two epochs (another folder)
 
 
@@ -134,7 +129,7 @@ def resumed_run(tmp_path_factory) -> ResumedRun:
     after_two_epochs = tmp_path_factory.mktemp("after_two_epochs") / "last.ckpt"
     shutil.copyfile(out / "checkpoints" / "last.ckpt", after_two_epochs)
     resumed = compose_train([*TINY, "trainer.max_epochs=3", "ckpt_path=last"], out)
-    logger = logging.getLogger("segohem.train.run")
+    logger = logging.getLogger("segohem")
     records: list[logging.LogRecord] = []
     handler = logging.Handler()
     handler.emit = records.append
@@ -270,7 +265,7 @@ def test_alpha_from_eta_is_set_from_the_training_set_at_start_up(tiny_config, ca
     shares = counts / counts.sum()
     expected = np.clip(shares - 1 / 6, 0, None).sum()  # eta 0.01 x the paper's percentage
     assert 0.2 < expected < 1
-    with caplog.at_level("INFO", logger="segohem.train.run"):
+    with caplog.at_level("INFO", logger="segohem"):
         train(cfg)
     line = next(r.getMessage() for r in caplog.records if "loss alpha" in r.getMessage())
     assert f"loss alpha = {expected:.4g}" in line
@@ -305,24 +300,6 @@ def test_tiny_fit_logs_rectification_statistics(tiny_config, tmp_path):
 
 
 # ---------------------------------------------------------------------- mining diagnostics
-
-
-def summary(rate: float) -> dict:
-    return {"run": {"steps": 10, "fallback_rate": rate}}
-
-
-def test_mining_report_line():
-    dominated = mining_report(summary(0.83), OhemCELoss())
-    assert dominated == ("Mining: n_min fallback used in 83 % of training steps (dominated: the "
-                         "threshold rarely kept n_min pixels; raise loss.thresh or lower "
-                         "loss.n_min)")
-    assert mining_report(summary(0.04), OhemCELoss()) == (
-        "Mining: n_min fallback used in 4 % of training steps (the threshold decided)")
-    inside = WeightedSumLoss({"ce": CrossEntropyLoss(), "ohem": OhemCELoss()})
-    assert mining_report(summary(0.6), inside).startswith("Mining: n_min fallback used in 60 %")
-    assert "min_neg floor used in 90 %" in mining_report(summary(0.9), BinaryOhemLoss())
-    assert mining_report(summary(1.0), TopKCELoss()) is None  # top-k has no threshold
-    assert mining_report({}, OhemCELoss()) is None
 
 
 @pytest.mark.slow

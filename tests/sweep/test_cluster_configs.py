@@ -6,7 +6,6 @@ import subprocess
 from pathlib import Path
 
 from segohem.config.compose import compose_config
-from segohem.train.run import sweep_safe_strategy
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,17 +28,6 @@ def test_ddp_trainer_configs_compose():
     for option, accelerator in (("ddp", "gpu"), ("ddp_cpu", "cpu")):
         cfg = compose_with_hydra([f"trainer={option}"])
         assert cfg.trainer.accelerator == accelerator and cfg.trainer.strategy == "ddp"
-
-
-def test_strategy_is_kept_outside_a_multirun_and_under_slurm(monkeypatch):
-    assert sweep_safe_strategy("ddp") is None  # no Hydra app running: a single run
-    assert sweep_safe_strategy("auto") is None
-    monkeypatch.setattr("segohem.train.run._is_multirun", lambda: True)
-    assert sweep_safe_strategy("ddp") == "ddp_fork"
-    assert sweep_safe_strategy("ddp_spawn") is None
-    monkeypatch.setenv("SLURM_NTASKS", "8")
-    monkeypatch.setenv("SLURM_JOB_NAME", "segohem")
-    assert sweep_safe_strategy("ddp") is None  # SLURM creates the ranks itself
 
 
 def test_slurm_script_is_valid_bash():

@@ -134,7 +134,7 @@ def test_fires_in_a_run_where_a_class_cannot_be_learned(tmp_path, caplog):
         "dataset.class_names=[background,square,noise]", "dataset.num_workers=0",
         "loss=ohem", "trainer.max_epochs=6", "min_train_steps=null",
         "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"], out)
-    with caplog.at_level(logging.WARNING, logger="segohem.train.run"):
+    with caplog.at_level(logging.WARNING, logger="segohem"):
         train(cfg)
     flagged = json.loads((out / "metrics.json").read_text())["mining"]["abandoned_classes"]
     names = [entry["class"] for entry in flagged]

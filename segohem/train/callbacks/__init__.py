@@ -8,6 +8,7 @@ from segohem.train.callbacks.images import SegmentationImageLogger
 from segohem.train.callbacks.metrics_writer import MetricsWriter
 from segohem.train.callbacks.min_steps import MinTrainSteps
 from segohem.train.callbacks.rank_check import RankConfigCheck
+from segohem.train.callbacks.report import RunReport
 
 __all__ = [
     "AtomicCheckpointIO",
@@ -16,6 +17,7 @@ __all__ = [
     "MetricsWriter",
     "MinTrainSteps",
     "RankConfigCheck",
+    "RunReport",
     "SegmentationImageLogger",
     "SkippedStepCounter",
 ]

@@ -25,7 +25,7 @@ class RankConfigCheck(pl.Callback):
 
     This is the failure mode of a Hydra multirun (or an Optuna sweep) combined with a
     re-launching DDP strategy: the child ranks re-run the sweep and may get other
-    hyperparameters than rank 0, silently. segohem avoids it (multirun uses ``ddp_fork``),
+    hyperparameters than rank 0, silently. ``trainer=ddp`` avoids it (``ddp_fork`` in a multirun),
     and this check makes any such mismatch an error instead of a wrong result.
     """
 
@@ -33,7 +33,7 @@ class RankConfigCheck(pl.Callback):
         self.config = config
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Compares ``config``, or else the module's ``run_config`` (set by segohem-train)."""
+        """Compares ``config``, or else the module's ``run_config`` (given by segohem-train)."""
         config = self.config if self.config is not None else (
             getattr(pl_module, "run_config", None) or {})
         self.digest = config_digest(config)
@@ -50,4 +50,5 @@ class RankConfigCheck(pl.Callback):
             raise RuntimeError(
                 f"DDP ranks train with different configurations ({digests}). This happens "
                 f"when a sweep is re-run inside re-launched rank processes; run multiruns "
-                f"with trainer.strategy=ddp_fork or ddp_spawn (segohem does this by default).")
+                f"with trainer.strategy=ddp_fork or ddp_spawn (trainer=ddp picks ddp_fork in "
+                f"a multirun).")
