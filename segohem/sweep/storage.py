@@ -8,7 +8,9 @@ Storages (``hydra.sweeper.storage``):
 * an RDB URL (``sqlite:///sweep.db``, ``postgresql://user@host/db``, ``mysql://...``);
 * ``redis://host:port``: Optuna's journal on Redis.
 
-Workers of a file storage take turns through a file lock next to it (:func:`worker_lock`).
+Workers of a file storage take turns through a lock file next to it (:func:`worker_lock`):
+created with ``O_CREAT | O_EXCL`` (Optuna's ``JournalFileOpenLock``), which holds across the
+clients of an NFS share, where ``flock`` locks do not.
 A URL with a password is never written to files or logs (:func:`redact`); trials get it
 through :data:`STORAGE_ENV`.
 """
@@ -16,20 +18,25 @@ through :data:`STORAGE_ENV`.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock, Timeout
 from hydra.errors import CompactHydraException
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
-from optuna.storages.journal import JournalFileBackend, JournalRedisBackend
+from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock, JournalRedisBackend
+
+log = logging.getLogger(__name__)
 
 DEFAULT_JOURNAL = "optuna.journal"
 STORAGE_ENV = "SEGOHEM_OPTUNA_STORAGE"
 """Trials get ``optuna.storage=env:SEGOHEM_OPTUNA_STORAGE`` when the URL holds a password."""
 RDB_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql", "mariadb", "oracle", "mssql")
+LOCK_GRACE_S = 60
+"""A worker lock file left unchanged this long is a dead holder's and is broken."""
 
 
 class StudyError(CompactHydraException):
@@ -132,27 +139,47 @@ def redact(location: str) -> str:
 
 
 @contextlib.contextmanager
-def worker_lock(location: str, timeout_s: float = 600.0) -> Iterator[None]:
+def worker_lock(location: str, grace_s: int = LOCK_GRACE_S) -> Iterator[None]:
     """Serialises counting and asking among the workers of a file storage (a no-op for
-    server storages, see :func:`is_surplus`)."""
+    server storages, see :func:`~segohem.sweep.study.is_surplus`).
+
+    The lock is the file :func:`lock_path`, created with ``O_EXCL`` (it holds across NFS
+    clients) and removed on release. While it is held a thread touches it every
+    ``grace_s / 4`` seconds; a lock file left untouched for ``grace_s`` seconds (its holder
+    was killed) is broken by the next worker that waits for it."""
     path = lock_path(location)
     if path is None:
         yield
         return
+    lock = JournalFileOpenLock(str(path.with_suffix("")), grace_period=grace_s)  # + ".lock"
     try:
-        lock = FileLock(str(path), timeout=timeout_s)
         lock.acquire()
-    except Timeout:
-        raise StudyError(f"{path}: another worker has held this lock for {timeout_s:.0f} s; if "
-                         f"no worker of this study runs, delete the file.") from None
     except OSError as err:
         raise StudyError(f"hydra.sweeper.storage={redact(location)!r}: cannot open the study "
                          f"storage (cannot create {path}: {err}). Use a folder this user can "
                          f"write to.") from None
+    held = threading.Event()
+    toucher = threading.Thread(target=_touch, args=(path, grace_s / 4, held), daemon=True,
+                               name="worker-lock-touch")
+    toucher.start()
     try:
         yield
     finally:
-        lock.release()
+        held.set()
+        toucher.join()
+        try:
+            lock.release()
+        except RuntimeError:
+            log.warning("%s: another worker broke this lock while this one held it (unchanged "
+                        "for %d s: a stalled filesystem?).", path, grace_s)
+
+
+def _touch(path: Path, interval_s: float, released: threading.Event) -> None:
+    """Refresh ``path``'s mtime every ``interval_s`` seconds until ``released``: a held lock
+    never looks abandoned (waiters compare mtimes, not clocks, so clock skew is harmless)."""
+    while not released.wait(interval_s):
+        with contextlib.suppress(OSError):
+            os.utime(path)
 
 
 def resolve_location(location: str) -> str:

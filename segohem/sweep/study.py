@@ -1,29 +1,21 @@
-"""A persistent Optuna study shared by every worker of a sweep: checks, trial budget, requeue.
+"""A persistent Optuna study shared by every worker of a sweep: checks, trial budget, reports.
 
 Where the study lives is :mod:`segohem.sweep.storage`. Several workers (the same command
 started on several machines, or a SLURM array) pull trials from one study until ``n_trials``
-trials exist. Counting and asking happen under a file lock next to a file storage; for server
-storages a trial asked beyond the budget in a race is marked ``segohem_surplus`` and failed
-without training, so exactly ``n_trials`` trials run.
+trials exist. Counting and asking happen under a lock file next to a file storage
+(:func:`~segohem.sweep.storage.worker_lock`); for server storages a trial asked beyond the
+budget in a race is marked ``segohem_surplus`` and failed without training, so exactly
+``n_trials`` trials run.
 
-A worker records itself on each trial it runs (``segohem_worker``: host, pid, heartbeat time,
-refreshed every ``heartbeat_s``). A RUNNING trial whose worker is gone (same host and the
-process is dead, or no heartbeat for ``stale_after_s``) is failed and its parameters are
-queued again as a new trial (``segohem_retry_of``: the dead one's number; at most
-``max_retries`` times): re-running a killed sweep's command resumes it without losing or
-repeating trials, and a worker that finds the budget used waits for the other workers'
+Which worker is dead, and how its trials are failed and queued again (``segohem_retry_of``),
+is :mod:`segohem.sweep.workers`: re-running a killed sweep's command resumes it without losing
+or repeating trials, and a worker that finds the budget used waits for the other workers'
 running trials, so that it can take over those whose worker dies.
 """
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import os
 import shlex
-import socket
-import threading
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -34,14 +26,10 @@ from optuna.trial import FrozenTrial, TrialState
 
 from segohem.sweep.storage import StudyError, open_storage, redact, resolve_location
 
-log = logging.getLogger(__name__)
-
 STUDY_FILE = "optuna_study.yaml"
 """Written into the sweep dir by the sweeper: ``study_name``, ``storage``, ``best``..."""
-WORKER_ATTR = "segohem_worker"
 SURPLUS_ATTR = "segohem_surplus"
 RETRY_OF_ATTR = "segohem_retry_of"
-ATTEMPT_ATTR = "segohem_attempt"
 ERROR_ATTR = "segohem_error"
 PRUNED_AT_ATTR = "segohem_pruned_at_epoch"
 OVERRIDES_ATTR = "segohem_overrides"
@@ -122,107 +110,6 @@ def is_surplus(study: optuna.Study, trial: optuna.Trial, n_trials: int) -> bool:
     trial.set_user_attr(SURPLUS_ATTR, True)
     study.tell(trial, state=TrialState.FAIL)
     return True
-
-
-def worker_record() -> dict[str, Any]:
-    """This process as a trial's worker: host, pid and heartbeat time (Unix seconds)."""
-    return {"host": socket.gethostname(), "pid": os.getpid(), "heartbeat": time.time()}
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def is_stale(trial: FrozenTrial, stale_after_s: float, now: float | None = None) -> bool:
-    """A RUNNING trial whose worker is gone: on this host with a dead pid, or silent for
-    ``stale_after_s`` seconds (another host). A trial without a worker record is stale once
-    it was started ``stale_after_s`` ago."""
-    now = time.time() if now is None else now
-    worker = trial.user_attrs.get(WORKER_ATTR)
-    if not isinstance(worker, dict):
-        started = trial.datetime_start.timestamp() if trial.datetime_start else now
-        return now - started > stale_after_s
-    pid = worker.get("pid")
-    if (worker.get("host") == socket.gethostname() and isinstance(pid, int)
-            and pid != os.getpid() and not _pid_alive(pid)):
-        return True
-    return now - float(worker.get("heartbeat", now)) > stale_after_s
-
-
-def requeue_stale_trials(study: optuna.Study, storage: BaseStorage, stale_after_s: float,
-                         max_retries: int) -> list[int]:
-    """Fail every stale RUNNING trial (:func:`is_stale`) and queue its parameters again (a new
-    trial with ``segohem_retry_of`` = its number), at most ``max_retries`` times per original
-    trial. Safe with several workers: only the worker whose ``tell`` wins requeues. Returns
-    the numbers of the trials requeued."""
-    requeued = []
-    study_id = storage.get_study_id_from_name(study.study_name)
-    for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if not is_stale(frozen, stale_after_s):
-            continue
-        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, frozen.number)
-        with contextlib.suppress(ValueError, RuntimeError):  # finished meanwhile
-            storage.set_trial_user_attr(trial_id, ERROR_ATTR,
-                                        "its worker died while it was running")
-        try:
-            study.tell(frozen.number, state=TrialState.FAIL)
-        except (ValueError, RuntimeError):  # another worker failed it first (or it ended)
-            continue
-        attempt = int(frozen.user_attrs.get(ATTEMPT_ATTR, 1))
-        if attempt > max_retries:
-            log.error("Trial %d died with its worker on attempt %d: not requeued again "
-                      "(hydra.sweeper.max_retries=%d); it counts as failed.", frozen.number,
-                      attempt, max_retries)
-            continue
-        study.enqueue_trial(frozen.params, user_attrs={RETRY_OF_ATTR: frozen.number,
-                                                       ATTEMPT_ATTR: attempt + 1})
-        requeued.append(frozen.number)
-    if requeued:
-        log.warning("Trials %s were running when their worker died: marked failed and queued "
-                    "again with the same parameters.", requeued)
-    return requeued
-
-
-_BEAT = threading.Lock()
-# A trial's job may fork (ddp_fork): never while a heartbeat holds a storage or driver lock,
-# which the child would inherit locked.
-os.register_at_fork(before=_BEAT.acquire, after_in_parent=_BEAT.release,
-                    after_in_child=_BEAT.release)
-
-
-class Heartbeat:
-    """While running, refreshes ``segohem_worker`` on the given trials every ``interval_s``
-    seconds (a daemon thread: it dies with the worker, which is the point)."""
-
-    def __init__(self, trials: Sequence[optuna.Trial], interval_s: float) -> None:
-        self.trials, self.interval_s = list(trials), interval_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="optuna-heartbeat")
-
-    def beat(self) -> None:
-        with _BEAT:
-            for trial in self.trials:
-                with contextlib.suppress(Exception):  # finished meanwhile, storage hiccup
-                    trial.set_user_attr(WORKER_ATTR, worker_record())
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            self.beat()
-
-    def __enter__(self) -> Heartbeat:
-        self.beat()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def load_trial(location: str, study_name: str, number: int) -> optuna.Trial:

@@ -6,7 +6,8 @@ several machines to share the work) loops: requeue trials of dead workers, ask a
 as ``n_jobs`` and the budget allow, sample the search space (:mod:`segohem.sweep.space`),
 launch one Hydra job per trial through the configured launcher (basic, joblib, submitit...),
 tell the study each job's outcome (value, pruned or failed). The study lives in a persistent
-storage (:mod:`segohem.sweep.study`), so a killed sweep resumes and optuna-dashboard can open it.
+storage (:mod:`segohem.sweep.study`), so a killed sweep resumes and optuna-dashboard can open it;
+which worker is dead, and how its trials run again, is :mod:`segohem.sweep.workers`.
 
 Each trial's job gets ``++optuna.storage``, ``++optuna.study_name`` and ``++optuna.trial`` (the
 pruning callback reports to that trial) and runs in ``<sweep dir>/<trial number>``.
@@ -19,7 +20,6 @@ import hashlib
 import logging
 import math
 import os
-import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -53,15 +53,18 @@ from segohem.sweep.study import (
     PRUNER_ATTR,
     SPACE_ATTR,
     STUDY_FILE,
-    WORKER_ATTR,
-    Heartbeat,
     counted,
     free_slots,
     is_surplus,
     open_study,
     reproduce_command,
+)
+from segohem.sweep.workers import (
+    WORKER_ATTR,
+    Heartbeat,
     requeue_stale_trials,
     worker_record,
+    worker_tag,
 )
 
 log = logging.getLogger(__name__)
@@ -228,15 +231,17 @@ class StudySweep:
     def _sampler(self, worker: int, locked: bool) -> optuna.samplers.BaseSampler | None:
         """The configured sampler (None: Optuna's default). Its seed is offset so that a
         second worker, or a resumed sweep, does not repeat the first one's draws: by the
-        worker's index in the study (exact under the file lock of a file storage), and for
-        server storages, where workers may read the same index, also by host and pid."""
+        worker's index in the study (exact under the lock file of a file storage), and for
+        server storages, where workers may read the same index, also by host, boot, pid
+        namespace and pid (:func:`~segohem.sweep.workers.worker_tag`: containers sharing a
+        hostname may share pids too)."""
         if self.sampler_cfg is None:
             return None
         cfg = _container(self.sampler_cfg)
         if isinstance(cfg.get("seed"), int):
             offset = worker
             if not locked:
-                tag = f"{socket.gethostname()}:{os.getpid()}".encode()
+                tag = worker_tag().encode()
                 offset += int(hashlib.sha1(tag).hexdigest()[:7], 16) if worker else 0
             cfg["seed"] += offset
         return _build(cfg)
