@@ -53,7 +53,7 @@ def test_overrides_seed_split_legend(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 
 def test_script_runs_the_module(tmp_path: Path) -> None:
-    script = Path(__file__).resolve().parents[1] / "scripts" / "browse_dataset.py"
+    script = Path(__file__).resolve().parents[2] / "scripts" / "browse_dataset.py"
     out = tmp_path / "grid.png"
     done = subprocess.run([sys.executable, str(script), "--num", "1", "--no-transform",
                            "--max-side", "48", "--out", str(out)], capture_output=True,

@@ -183,7 +183,7 @@ def test_script_runs_the_module(tmp_path: Path) -> None:
     """scripts/compare_losses.py is a thin command line over segohem.report.loss_comparison."""
     import subprocess
 
-    script = Path(__file__).resolve().parents[1] / "scripts" / "compare_losses.py"
+    script = Path(__file__).resolve().parents[2] / "scripts" / "compare_losses.py"
     make_sweep(tmp_path)
     done = subprocess.run([sys.executable, str(script), "--no-train", "--sweep-dir",
                            str(tmp_path), "--rare", "dot"], capture_output=True, text=True,
