@@ -121,6 +121,10 @@ def test_console_command_help_and_a_tiny_set(tmp_path: Path) -> None:
     assert helped.returncode == 0, helped.stderr
     assert all(f"--{opt}" in helped.stdout
                for opt in ("out", "sets", "seed", "size", "train", "val", "check"))
+    light = subprocess.run([sys.executable, "-c", "import sys, segohem.cli.heldout; "
+                            "print('torch' in sys.modules)"], capture_output=True, text=True,
+                           timeout=120, check=False)
+    assert light.stdout.split() == ["False"], light.stderr  # --help answers without torch
     done = subprocess.run([sys.executable, "-m", "segohem.cli.heldout", "--out", str(tmp_path),
                            "--sets", "shapes", "--size", "32", "--train", "2", "--val", "1"],
                           capture_output=True, text=True, timeout=120, check=False)
