@@ -1,14 +1,18 @@
-"""Every command in README.md's shell code blocks is checked, so an example cannot go stale.
+"""Every command in the shell code blocks of README.md and of the how-to pages in docs/ is
+checked, so an example cannot go stale (docs/benchmarks.md is a record: its commands keep the
+commit or date they were measured at, which :func:`test_every_benchmark_record_is_dated` asks
+for).
 
-The commands are read from the README itself (a new example is picked up by itself):
+The commands are read from the pages themselves (a new example is picked up by itself):
 
-* ``segohem-train|eval|predict|export`` (also ``python -m segohem.<cmd>``, and what
+* ``segohem-train|eval|predict|export`` (also ``python -m segohem.cli.<cmd>``, and what
   ``sbatch scripts/slurm_train.sh`` / ``torchrun -m segohem.cli.train`` run): the command's
   config is composed with exactly those overrides (Hydra's compose API; paths such as
   ``/data/...`` left as they are, nothing is run), and every override must name an existing
   key or config group option; ``--help`` must answer;
 * ``python scripts/<name>.py``: ``--help`` must work, and the Hydra overrides it passes on are
   composed as above;
+* ``segohem-heldout`` (an argparse command): ``--help`` must work and name every option used;
 * ``python -m pytest ...``: its options must collect this file;
 * pure shell and other programs' commands are skipped, each with its reason (:data:`SKIPPED`);
   any other command fails until this file learns how to check it.
@@ -36,8 +40,17 @@ from segohem.config.compose import compose_config
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
+DOCS = ROOT / "docs"
+HOW_TO_PAGES = ("training", "datasets", "losses", "sweeps", "inference", "development")
+"""docs/<name>.md pages whose shell commands are checked like the README's."""
+RECORDS = ("benchmarks",)
+"""docs/<name>.md pages of measurements: each record keeps the commit or date it was measured
+at instead of being re-run."""
+PAGES = (README, *(DOCS / f"{name}.md" for name in HOW_TO_PAGES))
 SHELL_BLOCKS = ("bash", "sh", "shell", "console")
 APPS = ("train", "eval", "predict", "export")
+ARGPARSE_APPS = ("heldout",)
+"""Console commands with an argparse command line (``segohem/cli/<name>.py``)."""
 
 SKIPPED: dict[tuple[str, ...], str] = {
     ("python", "-m", "venv"): "pure shell: creates a virtual environment",
@@ -52,8 +65,8 @@ SKIPPED: dict[tuple[str, ...], str] = {
 """Command prefixes the test does not check, with the reason."""
 
 XFAIL: dict[str, str] = {}
-"""README commands (their test ids) expected to fail for now, with the reason (e.g. a sweep
-example whose configs are still being changed: "issue 12 in progress")."""
+"""Commands (their test ids, ``<page>: <command>``) expected to fail for now, with the reason
+(e.g. a sweep example whose configs are still being changed: "issue 12 in progress")."""
 
 TRAIN_SCRIPTS = {"scripts/slurm_train.sh"}
 """Scripts whose arguments are ``segohem-train`` overrides (they run ``python -m
@@ -83,7 +96,20 @@ def shell_commands(markdown: str) -> list[list[str]]:
     return commands
 
 
-COMMANDS = shell_commands(README.read_text())
+def page_commands() -> list[tuple[str, list[str]]]:
+    """``(page, command)`` for every command of :data:`PAGES`, each command once (at its
+    first page)."""
+    seen: list[list[str]] = []
+    found = []
+    for page in PAGES:
+        for words in shell_commands(page.read_text()):
+            if words not in seen:
+                seen.append(words)
+                found.append((page.stem, words))
+    return found
+
+
+COMMANDS = page_commands()
 
 
 # ----------------------------------------------------------------- checking one command
@@ -99,6 +125,8 @@ def check_command(words: Sequence[str]) -> None:
     program = words[0]
     if program.startswith("segohem-") and program[len("segohem-"):] in APPS:
         check_app(program[len("segohem-"):], words[1:])
+    elif program.startswith("segohem-") and program[len("segohem-"):] in ARGPARSE_APPS:
+        check_argparse_app(program[len("segohem-"):], words[1:])
     elif words[:3] == ["python", "-m", "pytest"]:
         check_pytest(words[3:])
     elif program == "python" and len(words) > 1 and words[1].startswith("scripts/"):
@@ -119,8 +147,8 @@ def unwrap_launcher(words: list[str]) -> list[str]:
         return ["segohem-train", *words[words.index(script) + 1:]]
     if words[0] == "torchrun":
         words = ["python", *words[words.index("-m"):]]
-    if words[:2] == ["python", "-m"] and words[2].startswith("segohem."):
-        return [f"segohem-{words[2].removeprefix('segohem.')}", *words[3:]]
+    if words[:2] == ["python", "-m"] and words[2].startswith("segohem.cli."):
+        return [f"segohem-{words[2].removeprefix('segohem.cli.')}", *words[3:]]
     return words
 
 
@@ -128,7 +156,7 @@ def check_app(name: str, args: list[str]) -> None:
     """``segohem-<name> args``: ``--help`` answers; otherwise the config composes with the
     overrides and each of them names an existing key or group option."""
     if args == ["--help"]:
-        run([sys.executable, "-m", f"segohem.{name}", "--help"])
+        run([sys.executable, "-m", f"segohem.cli.{name}", "--help"])
         return
     multirun, overrides = False, []
     words = iter(args)
@@ -142,6 +170,15 @@ def check_app(name: str, args: list[str]) -> None:
         else:
             overrides.append(word)
     compose_checked(name, overrides, multirun)
+
+
+def check_argparse_app(name: str, args: list[str]) -> None:
+    """``segohem-<name> args`` of an argparse command: ``--help`` answers and names every
+    option in ``args``."""
+    done = run([sys.executable, "-m", f"segohem.cli.{name}", "--help"])
+    for option in (a.split("=")[0] for a in args if a.startswith("--")):
+        assert re.search(rf"(^|\s){re.escape(option)}\b", done.stdout), (
+            f"segohem-{name} {option}: not an option of `segohem-{name} --help`")
 
 
 def compose_checked(name: str, overrides: list[str], multirun: bool = False) -> None:
@@ -206,31 +243,93 @@ def check_pytest(args: list[str]) -> None:
          str(Path(__file__).relative_to(ROOT))])
 
 
-def run(command: list[str]) -> None:
+def run(command: list[str]) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert done.returncode == 0, f"{shlex.join(command)}: exit {done.returncode}\n" \
                                  f"{done.stdout[-1500:]}{done.stderr[-1500:]}"
+    return done
 
 
 # ----------------------------------------------------------------- the tests
 
 
-def readme_params():
-    for words in COMMANDS:
-        name = shlex.join(words)[:90]
+def command_params():
+    for page, words in COMMANDS:
+        name = f"{page}: {shlex.join(words)}"[:90]
         marks = [pytest.mark.xfail(reason=XFAIL[name])] if name in XFAIL else []
         yield pytest.param(words, id=name, marks=marks)
 
 
-@pytest.mark.parametrize("words", list(readme_params()))
+@pytest.mark.parametrize("words", list(command_params()))
 def test_readme_command(words):
     check_command(words)
 
 
-def test_the_readme_has_commands_of_every_kind():
-    programs = {shlex.join(unwrap_launcher(w)[:1]) for w in COMMANDS}
-    assert {f"segohem-{app}" for app in APPS} <= programs
-    assert any(w[:2] == ["python", "scripts/compare_losses.py"] for w in COMMANDS)
+def test_the_pages_have_commands_of_every_kind():
+    programs = {page: {unwrap_launcher(w)[0] for p, w in COMMANDS if p == page}
+                for page in [README.stem, *HOW_TO_PAGES]}
+    assert {f"segohem-{app}" for app in APPS} <= programs[README.stem]  # the next commands
+    assert {f"segohem-{app}" for app in APPS} <= programs["inference"] | programs["training"]
+    assert any(w[:2] == ["python", "scripts/compare_losses.py"] for _, w in COMMANDS)
+    assert all(programs.values()), f"a how-to page without a command: {programs}"
+
+
+def test_every_docs_page_is_checked_or_a_record():
+    pages = {p.stem for p in DOCS.glob("*.md")}
+    assert pages == set(HOW_TO_PAGES) | set(RECORDS), (
+        f"docs/ pages {sorted(pages - set(HOW_TO_PAGES) - set(RECORDS))} are in neither "
+        f"HOW_TO_PAGES (commands checked) nor RECORDS; missing: "
+        f"{sorted(set(HOW_TO_PAGES) | set(RECORDS) - pages)}")
+
+
+def test_the_readme_starts_in_one_screen():
+    lines = README.read_text().splitlines()
+    assert len(lines) <= 200, f"README.md has {len(lines)} lines: move detail to docs/"
+    first = "\n".join(lines[:30])
+    quick_start = shell_commands(first)
+    assert quick_start[-1] == ["python", "-m", "pytest", "-q"]
+    assert quick_start[-2] == ["segohem-train"]  # after the venv and the install
+    assert "python -m pytest -q" in (ROOT / ".ci" / "run").read_text()  # CI runs the same
+    assert re.search(r"mIoU [\d.]+ %", first) and re.search(r"\d+\u2013\d+ s on ", first), (
+        "the quick start says what it reaches and how long it takes on which machine")
+    picture = re.search(r"!\[[^]]*\]\((docs/images/[^)]+\.png)\)", first)
+    assert picture, "one picture (docs/images/*.png) in the first 30 lines"
+    size = (ROOT / picture[1]).stat().st_size
+    assert 0 < size < 300_000, f"{picture[1]}: {size} bytes"
+    for page in HOW_TO_PAGES + RECORDS:
+        assert f"(docs/{page}.md)" in README.read_text(), f"README does not link docs/{page}.md"
+
+
+@pytest.mark.parametrize("page", [*PAGES, *(DOCS / f"{name}.md" for name in RECORDS)],
+                         ids=lambda p: p.name)
+def test_relative_links_resolve(page):
+    targets = re.findall(r"\]\(([^)\s]+)\)", page.read_text())
+    local = [t for t in targets if not re.match(r"\w+:", t)]
+    for target in local:
+        path, _, anchor = target.partition("#")
+        file = page.parent / path if path else page
+        assert file.exists(), f"{page.name}: link to a missing file {target!r}"
+        if anchor:
+            assert anchor in anchors(file.read_text()), f"{page.name}: no heading #{anchor}"
+
+
+def anchors(markdown: str) -> set[str]:
+    """GitHub's anchors of the headings: lower case, punctuation dropped, spaces -> ``-``."""
+    return {re.sub(r"[^\w\- ]", "", h.lower()).replace(" ", "-")
+            for h in re.findall(r"^#+ (.*)$", markdown, re.M)}
+
+
+def test_every_benchmark_record_is_dated():
+    """Each section of docs/benchmarks.md says when (YYYY-MM-DD) or at which commit its
+    numbers were measured, or that it has none yet."""
+    for name in RECORDS:
+        text = (DOCS / f"{name}.md").read_text()
+        sections = re.split(r"^(#{2,3} .*)$", text, flags=re.M)
+        for heading, body in zip(sections[1::2], sections[2::2], strict=True):
+            dated = re.search(r"(?<!\d)20\d\d-\d\d-\d\d(?!\d)|\b(?=[0-9a-f]*[a-f])[0-9a-f]{7,40}\b",
+                              heading + body)
+            assert dated or "not measured yet" in body.lower(), (
+                f"docs/{name}.md {heading!r}: no date or commit for its numbers")
 
 
 def test_extraction_joins_lines_drops_comments_splits_chains():
@@ -258,6 +357,7 @@ def test_extraction_joins_lines_drops_comments_splits_chains():
     "python -m segohem.cli.train --cfg job hydra/launcher=slurm",
     "python scripts/compare_losses.py --losses ce,ohm",
     "python scripts/no_such_script.py",
+    "segohem-heldout --out /tmp/heldout --colour red",  # not an option of the command
     "make train",                                      # a program the test does not know
 ])
 def test_a_bad_example_fails(command):
