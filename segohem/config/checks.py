@@ -12,6 +12,10 @@ class ConfigError(ValueError):
 
 def check_config(cfg: DictConfig) -> None:
     """Cross-field checks Hydra cannot do; raises :class:`ConfigError` with the fix."""
+    if OmegaConf.is_missing(cfg.dataset, "name"):  # dataset=_base / _on_disk
+        raise ConfigError("dataset: conf/dataset/_base.yaml and _on_disk.yaml are the keys the "
+                          "dataset configs share, not datasets; pick one, e.g. dataset=folder "
+                          "(segohem-train --help lists them).")
     name = cfg.dataset.get("name", "?")
     for key, example in (("root", "/data/" + str(name)), ("num_classes", "3"),
                          ("class_names", "[background,crack,rust]")):

@@ -184,12 +184,14 @@ def test_issue_example_deeplab_resnet50_builds():
 
 @pytest.mark.parametrize(("option", "standalone"), [("crl", "ce"), ("ohem_crl", "ohem")])
 def test_rectification_configs_wrap_the_standalone_loss(option, standalone):
-    """loss=crl / ohem_crl: the rectification around a base configured as loss=ce / loss=ohem
-    (conf/loss/ohem_crl.yaml repeats the OHEM keys), whose term it adds on a batch with a rare
-    class."""
+    """loss=crl / ohem_crl: the rectification around loss=ce / loss=ohem's config (their
+    ``defaults`` place conf/loss/ce.yaml / ohem.yaml at ``loss.base``: no copied keys, see
+    test_shared_keys_live_once), whose term it adds on a batch with a rare class."""
     cfg = compose_train([f"loss={option}"])
+    standalone_cfg = compose_train([f"loss={standalone}"])
+    assert cfg.loss.base == standalone_cfg.loss  # the same node, every key and value
     loss = instantiate(cfg.loss)
-    alone = instantiate(compose_train([f"loss={standalone}"]).loss)
+    alone = instantiate(standalone_cfg.loss)
     assert isinstance(loss, MinorityRectificationLoss) and type(loss.base) is type(alone)
     assert loss.base.ignore_index == loss.ignore_index == cfg.dataset.ignore_index
     gen = torch.Generator().manual_seed(0)
@@ -201,6 +203,141 @@ def test_rectification_configs_wrap_the_standalone_loss(option, standalone):
     stats = loss.last_rectification
     assert stats.minority_classes >= 1 and stats.alpha > 0 and stats.rectification > 0
     assert not torch.equal(value, alone(logits, labels))
+
+
+def own_keys(node: object, prefix: str = "") -> dict[str, object]:
+    """``{dotted key: raw value}`` of every leaf of a loaded YAML file (lists are leaves)."""
+    if not isinstance(node, dict):
+        return {prefix[:-1]: node}
+    return {k: v for key, value in node.items() if key != "defaults"
+            for k, v in own_keys(value, f"{prefix}{key}.").items()}
+
+
+def bases(group: str, name: str, package: str = "") -> list[tuple[str, str, str]]:
+    """The same-group files that conf/<group>/<name>.yaml extends through its defaults list
+    (``- ce``, ``- ohem@base``), directly or not: ``(file, package, extending file)``."""
+    raw = OmegaConf.to_container(OmegaConf.load(CONF / group / f"{name}.yaml"))
+    found = []
+    for entry in raw.get("defaults", []):
+        if isinstance(entry, str) and entry != "_self_":
+            base, _, at = entry.partition("@")
+            found += [(base, f"{package}{at}." if at else package, name),
+                      *bases(group, base, f"{package}{at}." if at else package)]
+    return found
+
+
+EXTENDS = {  # option: the base files it must extend (directly or through another base)
+    **{f"dataset/{o}": {"_base"} for o in group_options()["dataset"]},
+    **{f"dataset/{o}": {"_base", "_on_disk"} for o in group_options()["dataset"]
+       if o != "synthetic"},
+    "loss/ohem": {"ce"}, "loss/topk": {"ce"}, "loss/ohem_dice": {"ohem", "ce"},
+    "loss/crl": {"ce"}, "loss/ohem_crl": {"crl", "ohem", "ce"},
+    **{f"debug/{o}": {"default"} for o in group_options()["debug"] if o != "default"},
+    "trainer/ddp": {"gpu", "default"},
+}
+
+
+@pytest.mark.parametrize("path", sorted(str(p.relative_to(CONF)) for p in CONF.glob("*/*.yaml")))
+def test_shared_keys_live_once(path):
+    """Keys that several configs share live in one base file, which the others extend
+    (``defaults: [_base, _self_]``, ``[ohem, _self_]``, ``[ce@base, _self_]``): no file
+    restates a key of a file it extends with the same value (only real changes), and the
+    options listed in EXTENDS do extend their bases (a new dataset config without _base
+    would copy its keys)."""
+    group, name = path.removesuffix(".yaml").split("/")
+    mine = own_keys(OmegaConf.to_container(OmegaConf.load(CONF / path)))
+    for base, package, via in bases(group, name):
+        inherited = own_keys(OmegaConf.to_container(OmegaConf.load(CONF / group / f"{base}.yaml")),
+                             package)
+        if via == name:  # the file's own keys against each file it extends
+            restated = {k: v for k, v in mine.items() if k in inherited and inherited[k] == v}
+            assert not restated, (f"conf/{path} restates {restated} of conf/{group}/{base}"
+                                  f".yaml, which it extends: drop these lines")
+    assert EXTENDS.get(f"{group}/{name}", set()) <= {base for base, _, _ in bases(group, name)}
+
+
+ON_DISK = {  # option: crop_size, scale_range, val_batch_size, num_workers
+    "ade20k": ([512, 512], [0.5, 2.0], 1, 4),
+    "camvid": ([352, 480], [0.5, 2.0], 8, 4),
+    "cityscapes": ([512, 1024], [0.5, 2.0], 1, 8),
+    "folder": ("auto", "auto", 1, 4),
+    "voc": ([512, 512], [0.5, 2.0], 1, 4),
+}
+
+
+@pytest.mark.parametrize("option", group_options()["dataset"])
+def test_dataset_options_compose_to_their_values(option):
+    """What each dataset config gets from _base.yaml / _on_disk.yaml (the values each file
+    stated before they were shared), and val_set: train_set's arguments with the val split
+    and transform."""
+    cfg = compose_train([f"dataset={option}"]).dataset
+    data = OmegaConf.to_container(cfg)
+    assert (data["ignore_index"], data["labels_validated"], data["batch_size"],
+            data["pin_memory"]) == (255, True, 8, None)
+    pipelines = {"train_transform": "scale_crop_flip_jitter", "val_transform": "whole_image"}
+    if option == "synthetic":
+        assert (data["root"], data["num_workers"]) == (None, 2)
+        assert not {"skip_bad", "persistent_workers", "val_batch_size", "crop_size"} & set(data)
+        pipelines["train_transform"] = "flip_jitter"
+    else:
+        assert OmegaConf.is_missing(cfg, "root") and data["skip_bad"] is False
+        assert data["persistent_workers"] is True
+        assert (data["crop_size"], data["scale_range"], data["val_batch_size"],
+                data["num_workers"]) == ON_DISK[option]
+    for key, pipeline in pipelines.items():
+        chosen = compose_train([f"dataset={option}", f"transforms@dataset.{key}={pipeline}"])
+        assert cfg[key] == chosen.dataset[key], (key, pipeline)
+    train_set, val_set = data["train_set"], data["val_set"]
+    assert train_set["_target_"].startswith("segohem.data.")
+    assert ("skip_bad" in train_set) == (option != "synthetic")
+    changed = {"split": "${dataset.val_split}" if option == "folder" else "val",
+               "transform": "${dataset.val_transform}"}
+    if option == "synthetic":
+        changed["num_samples"] = 64
+    assert val_set == {**train_set, **changed}
+    assert train_set["transform"] == "${dataset.train_transform}"
+
+
+def test_loss_options_compose_to_their_values():
+    """Each loss config: the keys it gets from the file it extends (the values each stated
+    before), plus its own. The one change: crl's and ohem_crl's base now have ``weight: null``
+    as loss=ce / loss=ohem do (the copies had dropped it; null is the classes' default)."""
+    cfg = {o: OmegaConf.to_container(compose_train([f"loss={o}"]).loss)
+           for o in group_options()["loss"]}
+    ce = {"ignore_index": "${dataset.ignore_index}", "weight": None,
+          "check_labels": "${segohem.check_labels:${oc.select:dataset.labels_validated,false}}"}
+    mining = {**ce, "per_image": False, "sync_across_ranks": False}
+    ohem = {**mining, "_target_": "segohem.losses.OhemCELoss", "thresh": 0.7, "n_min": None}
+    rectification = {"_target_": "segohem.losses.MinorityRectificationLoss", "k": 32,
+                     "rho": 0.5, "margin": 1.0, "score": "log_prob", "alpha": 0.5, "eta": 0.01,
+                     "imbalance_measure": "redistribution",
+                     "ignore_index": "${dataset.ignore_index}"}
+    assert cfg["ce"] == {**ce, "_target_": "segohem.losses.CrossEntropyLoss"}
+    assert cfg["ohem"] == ohem
+    assert cfg["ohem_dice"] == {**ohem, "_target_": "segohem.losses.OhemDiceLoss",
+                                "dice_weight": 0.5, "ce_weight": 1.0}
+    assert cfg["topk"] == {**mining, "_target_": "segohem.losses.TopKCELoss", "top_k": 0.2,
+                           "warmup_steps": 0}
+    assert cfg["crl"] == {**rectification, "base": cfg["ce"]}
+    assert cfg["ohem_crl"] == {**rectification, "base": ohem}
+
+
+def test_debug_and_trainer_options_compose_to_their_values():
+    """debug/*: data in the main process (debug/default.yaml) plus each one's run length;
+    trainer=ddp: trainer=gpu's accelerator and precision plus its DDP keys."""
+    runs = {"default": {}, "fdr": {"fast_dev_run": True},
+            "limit": {"max_epochs": 2, "limit_train_batches": 4, "limit_val_batches": 2},
+            "overfit": {"max_epochs": 30, "overfit_batches": 2}}
+    assert set(runs) == set(group_options()["debug"])
+    for option, trainer in runs.items():
+        cfg = compose_train([f"debug={option}"])
+        assert cfg.dataset.num_workers == 0, option
+        assert {k: cfg.trainer[k] for k in trainer} == trainer, option
+    gpu, ddp = (OmegaConf.to_container(compose_train([f"trainer={o}"]).trainer)
+                for o in ("gpu", "ddp"))
+    assert (gpu["accelerator"], gpu["precision"]) == ("gpu", "16-mixed")
+    assert ddp == {**gpu, "devices": -1, "strategy": ddp["strategy"], "sync_batchnorm": True,
+                   "num_nodes": 1}
 
 
 def test_unknown_option_and_typo_fail_at_composition():
@@ -243,8 +380,10 @@ def test_entry_point_imports_no_heavy_modules():
 def test_cli_help_and_cfg_job_and_bad_override(tmp_path):
     cli = [sys.executable, "-m", "segohem.cli.train"]
     out = subprocess.run([*cli, "--help"], capture_output=True, text=True, check=True).stdout
+    listed = dict(line.split(": ", 1) for line in out.splitlines() if ": " in line)
     for group, options in group_options().items():  # every option found in conf/
-        assert f"{group}: {', '.join(options)}" in out
+        # Hydra lists a group's every file: the bases (conf/dataset/_base.yaml ...) come first
+        assert [o for o in listed[group].split(", ") if not o.startswith("_")] == options
     overrides = ["loss=topk", "loss.top_k=0.3"]
     out = subprocess.run([*cli, "--cfg", "job", *overrides],
                          capture_output=True, text=True, check=True, cwd=tmp_path).stdout

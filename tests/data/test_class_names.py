@@ -13,10 +13,10 @@ from hydra.utils import get_class
 from omegaconf import OmegaConf
 
 from segohem.config.resolvers import CLASSES
-from tests._support.configs import compose_train
+from tests._support.configs import compose_train, group_options
 
 DATASETS = Path(__file__).resolve().parents[2] / "conf" / "dataset"
-OPTIONS = sorted(p.stem for p in DATASETS.glob("*.yaml"))
+OPTIONS = group_options()["dataset"]  # not the bases, conf/dataset/_*.yaml
 USER_NAMED = {"folder"}
 """Datasets whose classes the user names (``dataset.class_names=[...]``, required)."""
 

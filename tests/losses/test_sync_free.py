@@ -46,13 +46,13 @@ def shipped_cases():
     dataset config, so ``check_labels`` resolves to false: no sync)."""
     from hydra.utils import instantiate
 
-    from tests._support.configs import CONF, compose_train
+    from tests._support.configs import compose_train, group_options
 
     def factory(option: str):
         return lambda: instantiate(compose_train([f"loss={option}"]).loss)
 
-    return [(f"shipped_{p.stem}", factory(p.stem), False)
-            for p in sorted((CONF / "loss").glob("*.yaml"))]
+    return [(f"shipped_{option}", factory(option), False)
+            for option in group_options()["loss"]]
 
 
 CASES = loss_cases() + shipped_cases()
@@ -149,12 +149,12 @@ def test_shipped_losses_skip_the_label_check_only_where_the_dataset_validates():
     config): no per-step sync there, the check back for a dataset config without it."""
     from hydra.utils import instantiate
 
-    from tests._support.configs import CONF, compose_train
+    from tests._support.configs import compose_train, group_options
 
-    for option in sorted(p.stem for p in (CONF / "loss").glob("*.yaml")):
+    for option in group_options()["loss"]:
         for extra, expected in (([], False), (["~dataset.labels_validated"], True)):
             loss = instantiate(compose_train([f"loss={option}", *extra]).loss)
             flags = {m.check_labels for m in loss.modules() if hasattr(m, "check_labels")}
             assert flags == {expected}, (option, extra)
-    for dataset in sorted(p.stem for p in (CONF / "dataset").glob("*.yaml")):
-        assert "labels_validated: true" in (CONF / "dataset" / f"{dataset}.yaml").read_text()
+    for dataset in group_options()["dataset"]:  # from conf/dataset/_base.yaml
+        assert compose_train([f"dataset={dataset}"]).dataset.labels_validated is True
