@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -45,6 +45,7 @@ import torch.nn.functional as F
 
 from segohem.data import SyntheticDataset
 from segohem.losses import OhemCELoss, TopKCELoss
+from segohem.viz import colorize, legend, legend_entries
 
 torch.manual_seed(0)
 plt.rcParams["figure.dpi"] = 80
@@ -184,17 +185,17 @@ print(f"second image ignored: valid {int(strict.last_stats.valid_pixels)}, n_min
 # *lines* and small *dots* are the rare classes; white = the ignored band around objects). We
 # do not train a model here: an *imperfect prediction* is built from the true mask, blurred
 # (uncertain edges, washed-out thin structures) and with noise, much like a half-trained
-# network.
+# network. The colours are the dataset's palette, through `segohem.viz` as in TensorBoard and
+# `segohem-predict`; `legend` draws the key.
 
 # %%
 dataset = SyntheticDataset(split="val", num_samples=8, image_size=(96, 96))
-PALETTE = np.array([*dataset.palette, (255, 255, 255)], dtype=np.uint8)   # + white = ignore
 
 
-def colorize(mask):
-    """(H, W) class ids -> (H, W, 3) RGB with the dataset palette (ignored pixels white)."""
-    mask = np.asarray(mask)
-    return PALETTE[np.where(mask == dataset.ignore_index, len(dataset.palette), mask)]
+def rgb(ids):
+    """(H, W) class ids -> (H, W, 3) colours in [0, 1] for imshow (ignored pixels white)."""
+    ids = torch.as_tensor(ids)[None]
+    return colorize(ids, dataset.palette, dataset.ignore_index)[0].permute(1, 2, 0)
 
 
 def fake_logits(mask, noise=0.5, blur=5, confidence=5.0, seed=0):
@@ -217,14 +218,18 @@ print({name: f"{100 * c / counts.sum():.1f} %" for name, c in zip(dataset.classe
 
 fig, axes = plt.subplots(1, 4, figsize=(14, 3.8))
 axes[0].imshow(image), axes[0].set_title("image")
-axes[1].imshow(colorize(mask[0])), axes[1].set_title("ground truth")
-axes[2].imshow(colorize(sample_logits.argmax(1)[0])), axes[2].set_title("imperfect prediction")
+axes[1].imshow(rgb(mask[0])), axes[1].set_title("ground truth")
+axes[2].imshow(rgb(sample_logits.argmax(1)[0])), axes[2].set_title("imperfect prediction")
 im = axes[3].imshow(p, cmap="RdYlGn", vmin=0, vmax=1)
 axes[3].set_title("p(true class)")
 fig.colorbar(im, ax=axes[3], fraction=0.046)
 for ax in axes:
     ax.axis("off")
 plt.tight_layout()
+plt.show()
+key = legend(720, legend_entries(dataset.classes, dataset.palette, dataset.ignore_index))
+plt.figure(figsize=(9, 9 * key.shape[1] / key.shape[2]))   # 1 pixel per pixel at 80 dpi
+plt.imshow(key.permute(1, 2, 0)), plt.axis("off")
 plt.show()
 
 # %% [markdown]
@@ -303,7 +308,7 @@ losses = {"OHEM, batch": OhemCELoss(thresh=0.7),
 
 fig, axes = plt.subplots(len(losses) + 1, 4, figsize=(11, 11.5))
 for b in range(4):
-    axes[0, b].imshow(colorize(batch_logits[b].argmax(0)))
+    axes[0, b].imshow(rgb(batch_logits[b].argmax(0)))
     axes[0, b].set_title(f"image {b}: prediction")
 for row, (name, criterion) in enumerate(losses.items(), start=1):
     loss = criterion(batch_logits, masks)

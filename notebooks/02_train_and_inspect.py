@@ -31,7 +31,6 @@
 # %%
 # %matplotlib inline
 import io
-import json
 import tempfile
 import time
 import warnings
@@ -40,11 +39,11 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-import torch.nn.functional as F
-from hydra import compose, initialize_config_module
-from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
-from omegaconf import OmegaConf, open_dict
+from omegaconf import OmegaConf
+from torchvision.utils import make_grid
+
+from segohem.config.compose import compose_config
 
 plt.rcParams["figure.dpi"] = 80
 # Quieter output: num_workers=0 keeps the notebook simple (Lightning would suggest more
@@ -56,10 +55,10 @@ warnings.filterwarnings("ignore", message=".*LeafSpec.*")
 # %% [markdown]
 # ## 1. Compose the config
 #
-# `initialize_config_module` points Hydra at the configs shipped in the package
-# (`segohem.conf`); `compose("train", overrides=[...])` takes the same overrides as the command
-# line. Under the compose API there is no Hydra run directory, so `paths.output_dir` (by default
-# `${hydra:runtime.output_dir}`) is set by hand.
+# `segohem.config.compose.compose_config` composes the configs shipped in the package
+# (`segohem.conf`, with Hydra's compose API) and takes the same overrides as the command line.
+# Under the compose API there is no Hydra run directory, so `paths.output_dir` (by default
+# `${hydra:runtime.output_dir}`) is its third argument. The cell can be re-run as it is.
 
 # %%
 OVERRIDES = [
@@ -74,12 +73,8 @@ OVERRIDES = [
     "loss.thresh=0.7",           # the defaults, spelled out: OHEM with BiSeNet's settings
     "loss.n_min=null",
 ]
-GlobalHydra.instance().clear()   # allows re-running this cell
-with initialize_config_module(version_base="1.3", config_module="segohem.conf"):
-    cfg = compose("train", overrides=OVERRIDES)
 output_dir = Path(tempfile.mkdtemp(prefix="segohem_nb02_"))
-with open_dict(cfg):
-    cfg.paths.output_dir = str(output_dir)
+cfg = compose_config("train", OVERRIDES, output_dir)
 print("run directory:", output_dir)
 print(OmegaConf.to_yaml(cfg.loss))
 
@@ -105,13 +100,15 @@ print(files)
 # `checkpoints/best.ckpt` is a Lightning checkpoint. Besides the weights, segohem stores the
 # resolved run config and the class names under `checkpoint["segohem"]`, so the model can be
 # rebuilt without the original command line: `segohem.train.checkpoint.load_model` does that (safe
-# `weights_only` loading, the model rebuilt from the config, weights loaded, eval mode).
+# `weights_only` loading, the model rebuilt from the config, weights loaded, eval mode; it also
+# returns the dataset's colours, `palette`, which every picture of segohem uses).
 
 # %%
 from segohem.train.checkpoint import load_model
 
 loaded = load_model(output_dir / "checkpoints" / "best.ckpt")
 model, run_cfg, class_names = loaded.model, loaded.config, loaded.class_names
+palette, ignore_index = loaded.palette, loaded.ignore_index
 checkpoint = torch.load(output_dir / "checkpoints" / "best.ckpt", map_location="cpu",
                         weights_only=True)
 saved = checkpoint["segohem"]
@@ -121,39 +118,34 @@ print(f"checkpoint of epoch {checkpoint['epoch']} (step {checkpoint['global_step
 # %% [markdown]
 # The validation set from the same config: once with its transform (normalised tensors, the
 # model's input) and once without (the raw uint8 images, for display).
+# `segohem.infer.core.predict_scores` is the inference of `segohem-eval` / `segohem-predict`
+# (logits at the input size; sliding windows and TTA on request). The pictures come from
+# `segohem.viz`, as in TensorBoard and `segohem-predict`: `colorize` (class ids -> the palette's
+# colours, ignored pixels white), `overlay` (colours blended into the image) and `legend` (the
+# colour key under a picture).
 
 # %%
+from segohem.infer.core import predict_scores
+from segohem.viz import colorize, legend, legend_entries, overlay
+
 val_set = instantiate(run_cfg.dataset.val_set)
 raw_val = instantiate(run_cfg.dataset.val_set, transform=None)
-ignore_index = run_cfg.dataset.ignore_index
-palette = np.array([*raw_val.palette, (255, 255, 255)], dtype=np.uint8)   # + white = ignore
-
-
-def colorize(ids):
-    ids = np.asarray(ids)
-    return palette[np.where(ids == ignore_index, len(raw_val.palette), ids)]
-
-
 indices = [0, 1, 2, 3, 4]
 images = torch.stack([val_set[i]["image"] for i in indices])
 masks = torch.stack([torch.as_tensor(val_set[i]["mask"]) for i in indices])
-with torch.no_grad():
-    logits = model(images)
-    if logits.shape[-2:] != masks.shape[-2:]:   # models with an output stride
-        logits = F.interpolate(logits, size=masks.shape[-2:], mode="bilinear")
-pred = logits.argmax(1)
+pred = predict_scores(model, images).argmax(1)
 
-fig, axes = plt.subplots(len(indices), 3, figsize=(7.5, 2.6 * len(indices)))
-for row, i in enumerate(indices):
-    for ax, data, title in ((axes[row, 0], raw_val[i]["image"], "image"),
-                            (axes[row, 1], colorize(masks[row]), "ground truth"),
-                            (axes[row, 2], colorize(pred[row]), "prediction")):
-        ax.imshow(data)
-        ax.set_title(title if row == 0 else "")
-        ax.axis("off")
-handles = [plt.Rectangle((0, 0), 1, 1, color=np.array(c) / 255) for c in raw_val.palette]
-fig.legend(handles, class_names, loc="lower center", ncol=len(class_names))
-plt.tight_layout(rect=(0, 0.03, 1, 1))
+raw = torch.stack([torch.as_tensor(raw_val[i]["image"]).permute(2, 0, 1) for i in indices])
+blended = torch.stack([overlay(image, ids, palette, alpha=0.5) for image, ids in zip(raw, pred)])
+columns = [raw / 255, colorize(masks, palette, ignore_index), colorize(pred, palette, ignore_index),
+           blended / 255]                           # each (B, 3, H, W) in [0, 1]
+grid = make_grid(torch.stack(columns, 1).flatten(0, 1), nrow=len(columns), pad_value=1.0)
+key = legend(grid.shape[2], legend_entries(class_names, palette, ignore_index))
+picture = torch.cat([grid, key / 255], dim=1)
+plt.figure(figsize=(7.5, 7.5 * picture.shape[1] / picture.shape[2]))
+plt.imshow(picture.permute(1, 2, 0), interpolation="nearest")
+plt.title("image | ground truth | prediction | prediction over the image")
+plt.axis("off")
 plt.show()
 
 # %% [markdown]
@@ -165,16 +157,16 @@ plt.show()
 # OHEM focuses on, and the one that needs the longer default run.
 
 # %%
-from segohem.report.metrics_json import summary_table
+from segohem.report.metrics_json import read_report, summary_table
 
-metrics = json.loads((output_dir / "metrics.json").read_text())
+metrics = read_report(output_dir)   # the run directory's metrics.json
 best, last = metrics["best"], metrics["last"]
 print(f"best epoch {best['epoch']} (step {best['step']}), last epoch {last['epoch']}\n")
 print(summary_table(best, class_names))
 
 values = [np.nan if best["IoU"][c] is None else best["IoU"][c] for c in class_names]
 fig, ax = plt.subplots(figsize=(8, 3))
-ax.bar(class_names, values, color=[np.array(c) / 255 for c in raw_val.palette],
+ax.bar(class_names, values, color=[np.array(c) / 255 for c in palette],
        edgecolor="grey")
 ax.axhline(best["mIoU"], color="grey", linestyle="--", label=f"mIoU {best['mIoU']:.1%}")
 ax.set_ylabel(f"IoU (epoch {best['epoch']})")
@@ -230,7 +222,7 @@ for ax, tag in zip(axes, ("train/ohem/kept_fraction", "train/ohem/fallback", "va
     ax.plot(steps, values, marker=".")
     ax.set_title(tag)
 axes[1].set_ylim(-0.05, 1.05)
-for name, color in zip(class_names, raw_val.palette):
+for name, color in zip(class_names, palette):
     steps, values = scalar(f"val/IoU/{name}")
     axes[3].plot(steps, values, marker=".", label=name,
                  color=np.array(color) / 255 if name != "background" else "grey")
@@ -253,8 +245,7 @@ plt.show()
 criterion = instantiate(run_cfg.loss)
 val_images = torch.stack([val_set[i]["image"] for i in range(len(val_set))])
 val_masks = torch.stack([torch.as_tensor(val_set[i]["mask"]) for i in range(len(val_set))])
-with torch.no_grad():
-    val_logits = model(val_images)
+val_logits = predict_scores(model, val_images)
 selected = criterion.selected_pixels(val_logits, val_masks)
 criterion(val_logits, val_masks)
 print(f"kept {criterion.last_stats.kept_fraction:.1%} of the valid pixels, "

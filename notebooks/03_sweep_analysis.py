@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -18,9 +18,10 @@
 #
 # OHEM has two knobs: `loss.thresh` (which pixels count as hard) and `loss.n_min` (how many
 # pixels are kept at least). This notebook runs a Hydra grid sweep over both, exactly as on the
-# command line, then reads every job's folder:
+# command line, then reads every job's folder with `segohem.report` (as
+# `scripts/summarize_sweep.py` does):
 #
-# * `.hydra/overrides.yaml`: the job's hyperparameters,
+# * `.hydra/overrides.yaml` and `.hydra/config.yaml`: the job's hyperparameters,
 # * `metrics.json`: best / last validation metrics with per-class IoU,
 # * `tensorboard/`: the `val/mIoU` curve and the mining statistics,
 #
@@ -33,7 +34,6 @@
 
 # %%
 # %matplotlib inline
-import json
 import shlex
 import subprocess
 import sys
@@ -43,7 +43,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
-import yaml
+from IPython.display import Image, display
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 plt.rcParams["figure.dpi"] = 80
@@ -92,43 +92,41 @@ print(f"\nsweep finished in {time.perf_counter() - start:.0f} s: {sweep_dir}")
 # %% [markdown]
 # ## 2. Read the job folders
 #
-# Each job folder holds `.hydra/overrides.yaml` (a list of `key=value` strings) and
+# Each job folder holds `.hydra/overrides.yaml` (a list of `key=value` strings),
+# `.hydra/config.yaml` (the resolved config), `status.json` (the job's outcome) and
 # `metrics.json`, whose format is
 # `{"last": {...}, "best": {"epoch", "step", "mIoU", "mAcc", "aAcc", "IoU": {class: value or null}, "Acc": {...}}}`.
+#
+# `segohem.report.jobs.read_sweep` reads them all into `Job`s (`params` by override key,
+# `result`: the best validation epoch, `status`: ok / pruned / incomplete / failed, so crashed
+# or unfinished jobs are listed too). `segohem.report.sweep_summary.summarize` prints the table
+# below and writes it as `summary.csv` and `summary.md`, with the plot `miou_vs_thresh.png`
+# (section 6); on the command line: `python scripts/summarize_sweep.py <sweep dir>`.
+# The *rare* classes are the two with the lowest mean IoU across the jobs (`--rare` picks
+# others).
 
 # %%
-def read_job(job_dir):
-    overrides = yaml.safe_load((job_dir / ".hydra" / "overrides.yaml").read_text())
-    overrides = dict(item.split("=", 1) for item in overrides)
-    metrics = json.loads((job_dir / "metrics.json").read_text())
-    return {"job": job_dir.name, "dir": job_dir, "thresh": float(overrides["loss.thresh"]),
-            "n_min": overrides["loss.n_min"], "best": metrics["best"], "last": metrics["last"]}
+from segohem.report.jobs import read_sweep
+from segohem.report.sweep_summary import PLOT_NAME, format_param, rare_classes, summarize
+
+report_dir = workdir / "report"
+summarize(sweep_dir, report_dir)
+jobs = [job for job in read_sweep(sweep_dir) if job.result]   # the same jobs, for the plots
+rare = rare_classes(jobs, None)
 
 
-job_dirs = sorted((d for d in sweep_dir.iterdir() if (d / ".hydra").is_dir()),
-                  key=lambda d: int(d.name))
-jobs = [read_job(d) for d in job_dirs]
-class_names = list(jobs[0]["best"]["IoU"])
+def thresh(job):
+    return job.params["loss.thresh"]
+
+
+def n_min(job):
+    """As on the command line: "null" or "0.3"."""
+    return format_param(job.params["loss.n_min"])
 
 
 def iou(job, name):
-    value = job["best"]["IoU"][name]
+    value = job.result["IoU"][name]
     return np.nan if value is None else value
-
-
-# The rare classes: the two with the lowest mean IoU across the jobs.
-mean_iou = {name: np.nanmean([iou(job, name) for job in jobs]) for name in class_names}
-rare = sorted(class_names, key=mean_iou.get)[:2]
-
-header = f"{'job':>3} {'thresh':>6} {'n_min':>5} {'epoch':>5} {'mIoU':>6} {'mAcc':>6}"
-header += "".join(f" {name:>10}" for name in class_names)
-print(header)
-for job in jobs:
-    best = job["best"]
-    print(f"{job['job']:>3} {job['thresh']:>6} {job['n_min']:>5} {best['epoch']:>5} "
-          f"{best['mIoU']:>6.1%} {best['mAcc']:>6.1%}"
-          + "".join(f" {iou(job, name):>10.1%}" for name in class_names))
-print("\nrare classes (lowest mean IoU):", rare)
 
 # %% [markdown]
 # ## 3. Curves from TensorBoard
@@ -144,13 +142,13 @@ colors = {0.5: "tab:blue", 0.7: "tab:orange", 0.9: "tab:green"}
 styles = {"null": "-", "0.3": "--"}
 fig, axes = plt.subplots(1, len(TAGS), figsize=(15, 3.6))
 for job in jobs:
-    events = EventAccumulator(str(job["dir"] / "tensorboard"), size_guidance={"scalars": 0})
+    events = EventAccumulator(str(job.path / "tensorboard"), size_guidance={"scalars": 0})
     events.Reload()
     for ax, tag in zip(axes, TAGS):
         values = events.Scalars(tag)
         ax.plot([v.step for v in values], [v.value for v in values], marker=".",
-                color=colors.get(job["thresh"]), linestyle=styles.get(job["n_min"], ":"),
-                label=f"thresh={job['thresh']}, n_min={job['n_min']}")
+                color=colors.get(thresh(job)), linestyle=styles.get(n_min(job), ":"),
+                label=f"thresh={thresh(job)}, n_min={n_min(job)}")
 for ax, tag in zip(axes, TAGS):
     ax.set_title(tag)
     ax.set_xlabel("step")
@@ -169,20 +167,20 @@ plt.show()
 # it is the last one a model learns, and the one that needs the longer default run.)
 
 # %%
-n_min_values = list(dict.fromkeys(job["n_min"] for job in jobs))
-panels = [("mIoU", lambda job: job["best"]["mIoU"])]
+n_min_values = list(dict.fromkeys(n_min(job) for job in jobs))
+panels = [("mIoU", lambda job: job.result["mIoU"])]
 panels += [(f"IoU {name}", lambda job, name=name: iou(job, name)) for name in rare]
 fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6))
 for ax, (title, value) in zip(axes, panels):
-    for n_min in n_min_values:
-        group = sorted((job for job in jobs if job["n_min"] == n_min), key=lambda j: j["thresh"])
-        ax.plot([job["thresh"] for job in group], [value(job) for job in group],
-                marker="o", linestyle=styles.get(n_min, ":"), label=f"n_min={n_min}")
+    for n in n_min_values:
+        group = sorted((job for job in jobs if n_min(job) == n), key=thresh)
+        ax.plot([thresh(job) for job in group], [value(job) for job in group],
+                marker="o", linestyle=styles.get(n, ":"), label=f"n_min={n}")
     ax.set_title(f"best-epoch {title}")
     if title != "mIoU":
         ax.set_ylim(-0.02, 1)
     ax.set_xlabel("loss.thresh")
-    ax.set_xticks(sorted({job["thresh"] for job in jobs}))
+    ax.set_xticks(sorted({thresh(job) for job in jobs}))
     ax.grid(alpha=0.3)
     ax.legend()
 plt.tight_layout()
@@ -196,37 +194,29 @@ plt.show()
 # other seeds.
 
 # %%
-ranked = sorted(jobs, key=lambda job: job["best"]["mIoU"], reverse=True)
+ranked = sorted(jobs, key=lambda job: job.result["mIoU"], reverse=True)
 choice = ranked[0]
 for job in ranked:
-    gap = choice["best"]["mIoU"] - job["best"]["mIoU"]
+    gap = choice.result["mIoU"] - job.result["mIoU"]
     mark = "  <- best" if job is choice else ("  (within 1 point)" if gap < 0.01 else "")
-    print(f"thresh={job['thresh']}, n_min={job['n_min']:<5} mIoU {job['best']['mIoU']:.1%}  "
+    print(f"thresh={thresh(job)}, n_min={n_min(job):<5} mIoU {job.result['mIoU']:.1%}  "
           + "  ".join(f"{name} {iou(job, name):.1%}" for name in rare) + mark)
-print(f"\nbest: loss.thresh={choice['thresh']} loss.n_min={choice['n_min']} "
-      f"(mIoU {choice['best']['mIoU']:.1%})")
-print(f"train it properly with:  segohem-train loss.thresh={choice['thresh']} "
-      f"loss.n_min={choice['n_min']}")
+print(f"\nbest: loss.thresh={thresh(choice)} loss.n_min={n_min(choice)} "
+      f"(mIoU {choice.result['mIoU']:.1%})")
+print(f"train it properly with:  segohem-train loss.thresh={thresh(choice)} "
+      f"loss.n_min={n_min(choice)}")
 
 # %% [markdown]
-# ## Alternative: `segohem.report.sweep_summary`
+# ## 6. The summary's plot
 #
-# The package's sweep summary does the same reading (it also copes with failed or unfinished
-# jobs and Optuna sweeps) and writes `summary.csv`, `summary.md` and `miou_vs_thresh.png`:
+# `summarize` (section 2) also drew mIoU against `loss.thresh`, one line per `loss.n_min`, into
+# `miou_vs_thresh.png` (for an Optuna sweep it adds Optuna's own plots):
 #
 # ```bash
 # python scripts/summarize_sweep.py multirun/train/<date>    # or: --out reports/ --rare line dot
 # ```
-#
-# From Python:
 
 # %%
-from IPython.display import Image, display
-
-from segohem.report.sweep_summary import PLOT_NAME, summarize
-
-report_dir = workdir / "report"
-summarize(sweep_dir, report_dir)
 # The plot is drawn on a bare Agg figure (no pyplot state): show its PNG.
 display(Image(filename=report_dir / PLOT_NAME, width=600))
 
