@@ -1,5 +1,6 @@
-"""The four commands, one short Hydra entry point each: compose ``conf/<name>.yaml`` ->
-call the library function that does the work -> return its result (the metric, for sweepers).
+"""The console commands, one short entry point each (also ``python -m segohem.cli.<name>``).
+The four Hydra apps compose ``conf/<name>.yaml`` -> call the library function that does the
+work -> return its result (the metric, for sweepers); ``segohem-heldout`` is plain argparse.
 
 ============  ====================  ======================================
 command       entry point           work
@@ -8,6 +9,7 @@ segohem-train    cli/train.py       :func:`segohem.train.run.train`
 segohem-eval     cli/eval.py        :func:`segohem.infer.evaluate.evaluate`
 segohem-predict  cli/predict.py     :func:`segohem.infer.predict.run.predict`
 segohem-export   cli/export.py      :func:`segohem.infer.export.run.export`
+segohem-heldout  cli/heldout.py     :func:`segohem.data.heldout.write_sets`
 ============  ====================  ======================================
 
 Only Hydra is imported at module level, so ``--help`` and bad overrides answer quickly; torch,
