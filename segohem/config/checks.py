@@ -34,3 +34,13 @@ def check_config(cfg: DictConfig) -> None:
     if names is not None and len(names) != dataset_classes:
         raise ConfigError(f"dataset.class_names has {len(names)} names but dataset.num_classes="
                           f"{dataset_classes}: {list(names)}")
+    strategy = cfg.get("trainer", {}).get("strategy")
+    if strategy == "ddp":
+        from segohem.config.resolvers import sweep_safe_strategy
+
+        if sweep_safe_strategy("ddp") != "ddp":  # a multirun, ranks not started by a cluster
+            raise ConfigError(
+                "trainer.strategy=ddp inside a multirun: Lightning's ddp starts each rank by "
+                "re-running the command line, so every rank would re-run the whole sweep. Use "
+                "trainer=ddp without a strategy override (it forks the ranks: ddp_fork), or "
+                "trainer.strategy=ddp_fork.")

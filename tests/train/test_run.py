@@ -11,6 +11,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
 
+from segohem.config.checks import ConfigError, check_config
 from segohem.config.resolvers import sweep_safe_strategy
 from segohem.train.run import device_line, optimized_value
 from tests._support.configs import compose_train
@@ -70,3 +71,16 @@ def test_trainer_ddp_config_keeps_ddp_in_a_single_run(tmp_path):
     cfg = compose_train(["trainer=ddp_cpu"], tmp_path)
     assert cfg.trainer.strategy == "ddp"
     assert "multirun" not in device_line(instantiate(cfg.trainer, logger=False), cfg.trainer)
+
+
+def test_a_typed_ddp_strategy_in_a_multirun_is_an_error(multirun, tmp_path):
+    """What the user typed runs, so a typed trainer.strategy=ddp is not swapped: it would make
+    every rank re-run the sweep, and the check says so before anything is built."""
+    cfg = compose_train(["trainer=ddp_cpu", "trainer.strategy=ddp"], tmp_path)
+    with pytest.raises(ConfigError, match=r"trainer.strategy=ddp inside a multirun.*ddp_fork"):
+        check_config(cfg)
+    check_config(compose_train(["trainer=ddp_cpu"], tmp_path))  # the config's own choice
+
+
+def test_a_typed_ddp_strategy_outside_a_multirun_is_fine(tmp_path):
+    check_config(compose_train(["trainer=ddp_cpu", "trainer.strategy=ddp"], tmp_path))
