@@ -5,11 +5,11 @@ losses (for SMP's Dice / Focal / Lovasz terms)."""
 from segohem.losses._mining import MiningStats
 from segohem.losses.binary import BinaryOhemLoss
 from segohem.losses.ce import CrossEntropyLoss
-from segohem.losses.compose import WeightedSumLoss
 from segohem.losses.crl import MinorityRectificationLoss, RectificationStats
 from segohem.losses.ohem import OhemCELoss
 from segohem.losses.ohem_dice import OhemDiceLoss
 from segohem.losses.topk import TopKCELoss
+from segohem.losses.weighted_sum import WeightedSumLoss
 
 __all__ = [
     "BinaryOhemLoss",
