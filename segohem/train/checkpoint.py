@@ -63,6 +63,7 @@ MOVED_MODULES: dict[str, str] = {
     "segohem.study_summary": "segohem.report.study_summary",
     "segohem.loss_comparison": "segohem.report.loss_comparison",
     "segohem.dataset_browser": "segohem.data.browser",
+    "segohem.losses.compose": "segohem.losses.weighted_sum",
 }
 
 

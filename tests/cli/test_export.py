@@ -18,6 +18,7 @@ from segohem.data import SyntheticDataset
 from segohem.infer.core import padded_logits
 from segohem.infer.export.run import ExportError, export
 from segohem.train.checkpoint import CheckpointError, load_model
+from tests._support.commands import assert_fails_on_corrupt_checkpoint
 from tests._support.configs import compose_config
 
 
@@ -170,12 +171,7 @@ def test_cli(tiny_checkpoint, tmp_path):
 
     bad = tmp_path / "corrupt.ckpt"
     bad.write_bytes(b"\x00" * 100)
-    done = subprocess.run([*args[:3], f"ckpt_path={bad}", *args[4:]], capture_output=True,
-                          text=True, timeout=300)
-    assert done.returncode == 1
-    assert any(line.startswith(f"segohem-export: error: {bad}: not a readable PyTorch "
-                               "checkpoint") for line in done.stderr.splitlines())
-    assert "Traceback" not in done.stderr
+    assert_fails_on_corrupt_checkpoint(args, bad, "segohem-export")
 
 
 @pytest.mark.parametrize("fmt", [pytest.param("onnx", marks=pytest.mark.slow), "export",

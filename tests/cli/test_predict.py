@@ -20,6 +20,7 @@ from segohem.infer.predict.formats import FORMATS
 from segohem.infer.predict.run import PredictError, predict, safe_destination
 from segohem.train.checkpoint import CheckpointError, load_model
 from tests._support import data_trees
+from tests._support.commands import assert_fails_on_corrupt_checkpoint
 from tests._support.configs import compose_config
 
 
@@ -278,12 +279,7 @@ def test_cli(tiny_checkpoint, image_dir, tmp_path):
 
     bad = tmp_path / "corrupt.ckpt"
     bad.write_bytes(os.urandom(1000))
-    done = subprocess.run([*args[:3], f"ckpt_path={bad}", *args[4:]], capture_output=True,
-                          text=True, timeout=300)
-    assert done.returncode == 1
-    assert any(line.startswith(f"segohem-predict: error: {bad}: not a readable PyTorch "
-                               "checkpoint") for line in done.stderr.splitlines())
-    assert "Traceback" not in done.stderr
+    assert_fails_on_corrupt_checkpoint(args, bad, "segohem-predict")
 
 
 def test_help_is_fast_and_names_the_formats():
