@@ -1,12 +1,17 @@
-"""segohem.data.heldout and its command ``segohem-heldout``: the five sets load through
+"""segohem.data.heldout and its command ``segohem-heldout``: the sets load through
 FolderDataset, their masks hold the intended ids, rare classes are present and under 1 % at the
 default settings, the soft classes cover 2-8 % with edges that fade over several pixels, the
-soft variants keep their base scenes' classes, and the output depends only on the seed (and
-each sample only on its index); the street scene of the data benchmark is Cityscapes-like."""
+soft variants keep their base scenes' classes, the image-rare classes of ``defects`` /
+``objects`` sit in 3-8 % of the training images and in >= 2 validation images, and the output
+depends only on the seed (and each sample only on its index); the first five sets write what
+they wrote before the image-rare sets came; the street scene of the data benchmark is
+Cityscapes-like."""
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import math
 import shutil
 import subprocess
 import sys
@@ -19,8 +24,11 @@ from PIL import Image
 from segohem.cli.heldout import main
 from segohem.data import FolderDataset
 from segohem.data.datasets.cityscapes import LABEL_ID_TO_TRAIN_ID
-from segohem.data.heldout import SETS, make_scene
+from segohem.data.heldout import SET_NAMES, SETS, make_scene
+from segohem.data.heldout.rare import placed
+from segohem.data.heldout.sets import IMAGE_RARE, MIN_VAL_IMAGES
 from segohem.data.heldout.soft import SOFT_BLUR, soft_blobs
+from segohem.data.heldout.write import write_sets
 
 TINY = ["--size", "64", "--train", "6", "--val", "2"]
 
@@ -43,7 +51,8 @@ def test_tiny_set_reads_as_folder_dataset(tmp_path: Path, name: str) -> None:
     masks = np.concatenate([_masks(root, "train"), _masks(root, "val")])
     values = set(np.unique(masks).tolist())
     assert values <= {*range(len(classes)), 255}
-    assert values >= set(range(len(classes))), f"a class is missing from {name}"
+    image_rare = {classes.index(c) for c in SETS[name].image_rare}  # in 3-8 %: see below
+    assert values >= set(range(len(classes))) - image_rare, f"a class is missing from {name}"
     assert (255 in values) == name.startswith("voclike")  # only voclike has void bands
     overrides = (root / "overrides.txt").read_text().split()
     assert overrides == ["dataset=folder", f"dataset.root={root.resolve()}",
@@ -67,8 +76,11 @@ def test_default_sets_have_rare_classes_under_one_percent(tmp_path: Path, capsys
             share = shares[spec.classes.index(cls)]
             assert lo <= share <= hi and share < 0.01, (name, cls, share)
             assert f"{cls:<12}{100 * share:7.3f} %" in printed
-            # rare pixels are spread over many images, not a few
-            assert ((masks == spec.classes.index(cls)).any(axis=(1, 2))).sum() >= 50
+            held = ((masks == spec.classes.index(cls)).any(axis=(1, 2))).sum()
+            if cls in spec.image_rare:  # a few images, placed by the schedule
+                assert IMAGE_RARE[0] <= held / 200 <= IMAGE_RARE[1], (name, cls, held)
+            else:  # rare pixels are spread over many images, not a few
+                assert held >= 50, (name, cls, held)
         assert shares[0] > 0.85  # background dominates
 
 
@@ -147,6 +159,75 @@ def test_bad_options_name_the_option(tmp_path: Path, capsys, args: list[str],
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
     assert not any(tmp_path.iterdir())  # nothing written
+
+
+IMAGE_RARE_SETS = [n for n, spec in SETS.items() if spec.image_rare]
+
+
+@pytest.mark.parametrize("name", IMAGE_RARE_SETS)
+def test_image_rare_classes_sit_in_few_images_with_many_pixels(tmp_path: Path, capsys,
+                                                               name: str) -> None:
+    """At 64 px, 100 train / 40 val: each image-rare class is in 3-8 % of the train images and
+    in >= 2 val images, with >= 40 px where present; the pixel-rare classes are in many images;
+    README.txt and the printout give both shares; ``--check`` passes."""
+    assert main(["--out", str(tmp_path), "--sets", name, "--size", "64", "--train", "100",
+                 "--val", "40", "--check"]) == 0
+    spec, root = SETS[name], tmp_path / name
+    assert len(spec.image_rare) >= 2 and set(spec.image_rare) <= set(spec.rare)
+    assert set(spec.rare) - set(spec.image_rare), "no pixel-rare class beside the image-rare"
+    train, val = _masks(root, "train"), _masks(root, "val")
+    readme, printed = (root / "README.txt").read_text(), capsys.readouterr().out
+    for cls in spec.rare:
+        k = spec.classes.index(cls)
+        pixels = (train == k).sum(axis=(1, 2))
+        held, held_val = int((pixels > 0).sum()), int((val == k).any(axis=(1, 2)).sum())
+        if cls in spec.image_rare:
+            assert 3 <= held <= 8 and held_val >= MIN_VAL_IMAGES, (cls, held, held_val)
+            assert pixels[pixels > 0].min() >= 40, (cls, pixels[pixels > 0])
+            line = f"{held / 100:6.1%} ({held}/100) / {held_val / 40:6.1%} ({held_val}/40)"
+            assert f"{cls:<12}" in readme and line.replace("%", " %") in readme
+        else:
+            assert held >= 25, (cls, held)  # poles: count ~ area, 40 % of 64 px images
+        assert f"{cls:<12}{100 * (train == k).sum() / train.size:7.3f} %" in printed
+
+
+def test_image_rare_schedule_spreads_evenly_and_depends_on_the_key() -> None:
+    """Any first n samples hold floor or ceil of n x rate; the phase comes from the key."""
+    rates, key = [0.04, 0.06], (0, 5, 0)
+    hits = np.array([placed(rates, key, i) for i in range(500)])
+    for k, rate in enumerate(rates):
+        prefix = np.cumsum(hits[:, k])
+        n = np.arange(1, 501)
+        assert np.all((prefix >= np.floor(n * rate)) & (prefix <= np.ceil(n * rate)))
+    assert placed(rates, key, 7) == placed(rates, key, 7)
+    other = np.array([placed(rates, (1, 5, 0), i) for i in range(500)])
+    assert not np.array_equal(hits, other)  # another seed, other images
+    assert math.isclose(hits[:, 0].mean(), 0.04, abs_tol=0.002)
+
+
+def test_check_names_too_few_images_for_the_image_rare_classes(tmp_path: Path, capsys) -> None:
+    assert main(["--out", str(tmp_path), "--sets", "defects", "--size", "48", "--train", "10",
+                 "--val", "1", "--check"]) == 1
+    err = capsys.readouterr().err
+    assert "defects/dent: in " in err and "(use more --train images)" in err
+    assert "val images, fewer than 2 (raise --val)" in err
+
+
+OLD_FIVE_SHA256 = "db59d8c9fcd7372102d2b92e60952074f051a3bb63f533170112676fea09038e"
+"""The five first sets at seed 3, 48 px, 4 train / 2 val (decoded pixels, split files,
+overrides.txt and README.txt with the output folder as OUT), as written before ``defects`` and
+``objects`` were added (commit be8105b)."""
+
+
+def test_first_five_sets_write_what_they_wrote_before(tmp_path: Path) -> None:
+    assert SET_NAMES[:5] == ("cracks", "shapes", "voclike", "cracks_soft", "voclike_soft")
+    write_sets(tmp_path, SET_NAMES[:5], 3, 48, 4, 2)
+    digest = hashlib.sha256()
+    for path in sorted(tmp_path.rglob("*.*")):
+        digest.update(str(path.relative_to(tmp_path)).encode())
+        digest.update(np.asarray(Image.open(path)).tobytes() if path.suffix == ".png" else
+                      path.read_text().replace(str(tmp_path.resolve()), "OUT").encode())
+    assert digest.hexdigest() == OLD_FIVE_SHA256
 
 
 def test_street_scene_is_cityscapes_like() -> None:

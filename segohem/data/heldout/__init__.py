@@ -1,4 +1,4 @@
-"""Held-out sets: five imbalanced segmentation datasets written as ``dataset=folder`` trees
+"""Held-out sets: seven imbalanced segmentation datasets written as ``dataset=folder`` trees
 (``segohem-heldout``), and a Cityscapes-like street scene for the data benchmark.
 
 They differ from the embedded ``dataset=synthetic`` (hue-coded objects on a blended two-colour
@@ -21,6 +21,16 @@ background) in what makes the rare classes hard:
   veil of 22-35 % opacity towards a lighter colour). Both fade in over 6-9 px (a blurred irregular
   blob, label = opacity >= 1/2), are mottled, and cover the other classes' pixels without
   relabelling them: a low-contrast tint over the texture that plain CE learns only in part.
+* ``defects`` / ``objects``: rare across *images*: two classes per set sit in only 3.5-6 % of
+  the training images (8-10 % of the validation images, enough to score them), placed by an
+  evenly spread schedule over the sample index (:func:`~segohem.data.heldout.rare.placed`),
+  with a few hundred pixels where present; beside them common classes and a pixel-rare one in
+  most images. ``defects``: brushed metal with unlabelled oil spots; background, scratch (1-px
+  bright lines in 60 % of the images, ~0.3 %), dent (a dimple shaded light-to-dark, 4 % of
+  the images), burn (a dark patch with a blue or straw heat-tinted rim, 6 %). ``objects``:
+  random colours on a two-tone ground with blob clutter; background, box (every image, ~6 %),
+  ball (shaded disc, 2/3 of the images), cone (striped triangle, 3.5 %), ring (annulus, 5 %),
+  pole (dark 1-2 px vertical line, ~0.5 %).
 
 Thin / tiny structures have sizes in pixels and counts proportional to the image area, so
 their pixel shares barely depend on ``--size``. Sample ``i`` of a split depends only on
@@ -30,12 +40,14 @@ their pixel shares barely depend on ``--size``. Sample ``i`` of a split depends 
     masks/<stem>.png     uint8 (H, W) class ids, 255 = ignore
     splits/train.txt, splits/val.txt    stems, one per line
     overrides.txt        the Hydra overrides to train on it, one per line
-    README.txt           the classes, their training pixel shares and the train command
+    README.txt           the classes, their training pixel shares (and, for sets with
+                         image-rare classes, train / val image shares), the train command
 
 Modules: :mod:`~segohem.data.drawing` (primitives shared with ``dataset=synthetic``),
-``scenes`` (the three base scenes), ``soft`` (the soft variants), ``sets`` (:data:`SETS`: name
--> generator, classes, intended shares), ``write`` (the files and the share report), ``street``
-(:func:`make_scene`). Run::
+``scenes`` (the three base scenes), ``soft`` (the soft variants), ``rare`` (the image-rare
+sets and their schedule), ``sets`` (:data:`SETS`: name -> generator, classes, intended shares),
+``write`` (the files and the share report, ``--check``: shares in range, every class in >= 2
+validation images), ``street`` (:func:`make_scene`). Run::
 
     segohem-heldout --out /tmp/heldout [--sets cracks,shapes,voclike]
         [--seed 0] [--size 96] [--train 200] [--val 60] [--check]
