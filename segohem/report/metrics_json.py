@@ -45,17 +45,41 @@ class ValidationSummary(Metrics):
     """Optimizer steps done (``trainer.global_step``)."""
 
 
+class ClassShare(TypedDict):
+    """One class in one split of the data (:func:`split_section`)."""
+
+    pixels: int
+    """Labelled pixels of the class."""
+    pixel_share: float
+    """Its share of the split's labelled pixels (0 when the split has none)."""
+    images: int
+    """Images that hold at least one pixel of the class."""
+    image_share: float
+    """Their share of the split's images."""
+
+
+class SplitSection(TypedDict):
+    """The class statistics of one split: its image count and :class:`ClassShare` by class."""
+
+    images: int
+    classes: dict[str, ClassShare]
+
+
 class TrainingReport(TypedDict, total=False):
     """``metrics.json`` of ``segohem-train``.
 
     ``last`` / ``best`` are the last validation epoch and the one with the highest mIoU
     (``{}`` before the first validation); ``mining`` is present for losses that report mining
     statistics (``SegmentationModule.mining_summary``: the fallback rate and the per-class
-    kept ratios of the last epoch and of the whole run)."""
+    kept ratios of the last epoch and of the whole run); ``data`` holds the class statistics
+    of the data as computed at start-up (:class:`SplitSection` under ``"train"`` / ``"val"``;
+    the data module's ``train_stats`` / ``val_stats``) and may hold a ``"sampler"`` entry
+    (the training sampler's settings)."""
 
     last: ValidationSummary | dict[str, Any]
     best: ValidationSummary | dict[str, Any]
     mining: dict[str, Any]
+    data: dict[str, Any]
 
 
 class EvaluationReport(Metrics, total=False):
@@ -104,12 +128,26 @@ def summary_table(summary: Mapping[str, Any], class_names: Sequence[str]) -> str
     return "\n".join(lines)
 
 
+def split_section(class_names: Sequence[str], pixels: Sequence[int], images: Sequence[int],
+                  num_images: int) -> SplitSection:
+    """A :class:`SplitSection` from ``(C,)`` labelled pixels and ``(C,)`` images per class of a
+    split of ``num_images`` images."""
+    total = sum(int(p) for p in pixels)
+    return {"images": int(num_images), "classes": {
+        str(name): {"pixels": int(p), "pixel_share": int(p) / total if total else 0.0,
+                    "images": int(n), "image_share": int(n) / num_images if num_images else 0.0}
+        for name, p, n in zip(class_names, pixels, images, strict=True)}}
+
+
 def training_report(last: Mapping[str, Any], best: Mapping[str, Any],
-                    mining: Mapping[str, Any] | None = None) -> TrainingReport:
-    """The :class:`TrainingReport` of a run (``mining`` left out when empty)."""
+                    mining: Mapping[str, Any] | None = None,
+                    data: Mapping[str, Any] | None = None) -> TrainingReport:
+    """The :class:`TrainingReport` of a run (``mining`` and ``data`` left out when empty)."""
     report: TrainingReport = {"last": dict(last), "best": dict(best)}
     if mining:
         report["mining"] = dict(mining)
+    if data:
+        report["data"] = dict(data)
     return report
 
 

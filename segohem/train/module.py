@@ -66,7 +66,10 @@ class SegmentationModule(CheckpointedModule):
     get, per epoch and class, ``train/mining/kept_of_class/<class>`` (kept / valid pixels of
     that class; left out for a class without valid pixels in the epoch) and
     ``train/mining/share_of_kept/<class>`` (the class's share of all kept pixels), from sums
-    over the epoch and the ranks (kept in :mod:`segohem.train.epoch_stats`). ``mining_summary``
+    over the epoch and the ranks (kept in :mod:`segohem.train.epoch_stats`). They count what
+    the loss saw: the pixels of the training batches as drawn (after augmentation and, with
+    ``data.sampler=rare_class``, of the sampled images), not the dataset; the dataset's own
+    shares are the data module's ``train_stats`` (``metrics.json``'s ``data``). ``mining_summary``
     holds these ratios for the last epoch and the whole run with the fallback rate (see
     :func:`~segohem.train.epoch_stats.mining_section`); it is kept in checkpoints and written to
     ``metrics.json`` by :class:`~segohem.train.callbacks.MetricsWriter`.
@@ -146,11 +149,14 @@ class SegmentationModule(CheckpointedModule):
 
     def setup(self, stage: str) -> None:
         """Before a fit: the loss terms that wait for the class counts get them from the data
-        module's ``train_set`` (:func:`~segohem.train.loss_counts.set_class_counts`)."""
+        module's ``train_stats`` (computed in its ``setup``, which runs first) or its
+        ``train_set`` (:func:`~segohem.train.loss_counts.set_class_counts`)."""
         if stage == "fit" and needs_class_counts(self.loss):
-            set_class_counts(self.loss, getattr(self.trainer.datamodule, "train_set", None),
+            data = self.trainer.datamodule
+            set_class_counts(self.loss, getattr(data, "train_set", None),
                              self.class_names, self.ignore_index,
-                             report=self.trainer.is_global_zero)
+                             report=self.trainer.is_global_zero,
+                             stats=getattr(data, "train_stats", None))
 
     def configure_model(self) -> None:
         if self.channels_last:

@@ -11,6 +11,7 @@ from segohem.report.metrics_json import (
     METRICS_FILE,
     metrics_summary,
     read_report,
+    split_section,
     training_report,
     validated_epoch,
     write_report,
@@ -50,3 +51,17 @@ def test_metrics_summary_names_classes_and_turns_nan_into_null():
     assert summary == {"mIoU": 0.5, "mAcc": 0.75, "aAcc": pytest.approx(0.9),
                        "IoU": {"a": 1.0, "b": None}, "Acc": {"a": 0.5, "b": None}}
     assert not any(isinstance(v, float) and math.isnan(v) for v in summary["IoU"].values())
+
+
+def test_the_data_section_names_each_class_share_of_pixels_and_images(tmp_path):
+    section = split_section(["ground", "speck"], [997, 3], [10, 1], num_images=10)
+    assert section == {"images": 10, "classes": {
+        "ground": {"pixels": 997, "pixel_share": 0.997, "images": 10, "image_share": 1.0},
+        "speck": {"pixels": 3, "pixel_share": 0.003, "images": 1, "image_share": 0.1}}}
+    empty = split_section(["ground"], [0], [0], num_images=0)  # no labelled pixel, no image
+    assert empty["classes"]["ground"] == {"pixels": 0, "pixel_share": 0.0, "images": 0,
+                                          "image_share": 0.0}
+    report = training_report({"mIoU": 0.5}, {"mIoU": 0.5}, data={"train": section})
+    write_report(tmp_path, report)
+    assert read_report(tmp_path)["data"]["train"] == section
+    assert "data" not in training_report({}, {}, data={})
