@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 from lightning.fabric.utilities.seed import pl_worker_init_function
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset, get_worker_info
+
+from segohem.data.class_stats import (
+    ClassStats,
+    dataset_classes,
+    split_statistics,
+    stats_table,
+    stats_warnings,
+)
+
+log = logging.getLogger(__name__)
 
 
 def seed_worker_transform(worker_id: int) -> None:
@@ -42,12 +54,20 @@ class SegmentationDataModule(pl.LightningDataModule):
         pin_memory: pin host memory; None: on when the trainer runs on a GPU.
         persistent_workers: keep workers alive between epochs (when num_workers > 0).
         drop_last: drop the last incomplete training batch (BatchNorm dislikes batches of 1).
+        class_stats: compute the class statistics of both splits in ``setup("fit")`` (once per
+            run; rank 0 first under DDP, the other ranks then read its cache): ``train_stats``
+            / ``val_stats`` (:class:`~segohem.data.class_stats.ClassStats`, None before or
+            without), logged as a table with warnings about image-rare classes and classes
+            absent from val, read by the loss's class counts and ``metrics.json``.
+        stats_cache_dir: their cache folder (None: ``$SEGOHEM_CACHE_DIR/class_stats`` or
+            ``~/.cache/segohem/class_stats``).
     """
 
     def __init__(self, train_set: Dataset, val_set: Dataset, batch_size: int = 8,
                  num_workers: int = 2, pin_memory: bool | None = None,
                  persistent_workers: bool = True, drop_last: bool = True,
-                 val_batch_size: int | None = None) -> None:
+                 val_batch_size: int | None = None, class_stats: bool = True,
+                 stats_cache_dir: str | None = None) -> None:
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"dataset.batch_size must be >= 1, got {batch_size}.")
@@ -62,6 +82,41 @@ class SegmentationDataModule(pl.LightningDataModule):
         self.pin_memory = pin_memory
         self.persistent_workers = persistent_workers and num_workers > 0
         self.drop_last = drop_last
+        self.class_stats = class_stats
+        self.stats_cache_dir = Path(stats_cache_dir).expanduser() if stats_cache_dir else None
+        self.train_stats: ClassStats | None = None
+        self.val_stats: ClassStats | None = None
+
+    def setup(self, stage: str) -> None:
+        """Before a fit (once): :attr:`train_stats` / :attr:`val_stats`, see ``class_stats``."""
+        if stage != "fit" or not self.class_stats or self.train_stats is not None:
+            return
+        names = dataset_classes(self.train_set)
+        if not names:
+            log.info("No class statistics: %r declares no `classes`.", self.train_set)
+            return
+        trainer = self.trainer
+        first = trainer is None or trainer.is_global_zero
+        stats = None
+        try:  # rank 0 decodes and fills the cache, then the other ranks read it
+            if first:
+                stats = self._statistics(names, report=True)
+        finally:
+            if trainer is not None and trainer.world_size > 1:
+                trainer.strategy.barrier("segohem_class_stats")
+        self.train_stats, self.val_stats = stats or self._statistics(names, report=False)
+
+    def _statistics(self, names: list[str], report: bool) -> tuple[ClassStats,
+                                                                   ClassStats | None]:
+        ignore = int(getattr(self.train_set, "ignore_index", 255))
+        train, val = split_statistics(self.train_set, self.val_set, len(names), ignore,
+                                      self.stats_cache_dir)
+        if report:
+            log.info("Class statistics (share of the labelled pixels; images that contain the "
+                     "class):\n%s", stats_table(names, train, val))
+            for line in stats_warnings(names, train, val):
+                log.warning(line)
+        return train, val
 
     def _pin(self) -> bool:
         if self.pin_memory is not None:
