@@ -9,6 +9,7 @@ from segohem.train.callbacks.metrics_writer import MetricsWriter
 from segohem.train.callbacks.min_steps import MinTrainSteps
 from segohem.train.callbacks.rank_check import RankConfigCheck
 from segohem.train.callbacks.report import RunReport
+from segohem.train.callbacks.sampled_share import SampledClassShare
 
 __all__ = [
     "AtomicCheckpointIO",
@@ -18,6 +19,7 @@ __all__ = [
     "MinTrainSteps",
     "RankConfigCheck",
     "RunReport",
+    "SampledClassShare",
     "SegmentationImageLogger",
     "SkippedStepCounter",
 ]
