@@ -24,14 +24,44 @@ the epoch restored from a checkpoint on resume) is forwarded to this sampler. Wi
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from torch.utils.data import Sampler
 
+from segohem.config.checks import ConfigError
+
+log = logging.getLogger(__name__)
+
 DEFAULT_TEMPERATURE = 0.01
 """DAFormer's T for pixel-frequency ``f_c`` (the same quantity as our ``pixel_share``)."""
+
+
+SAMPLERS = ("rare_class",)
+"""The values of ``data.sampler`` besides null (plain shuffling)."""
+
+
+def check_temperature(temperature: Any) -> None:
+    """ValueError naming ``data.sampler_temperature`` unless it is a finite number > 0."""
+    if (isinstance(temperature, bool) or not isinstance(temperature, (int, float))
+            or not (temperature > 0 and np.isfinite(temperature))):
+        raise ValueError(f"data.sampler_temperature={temperature!r}: expected a number > 0 "
+                         f"(DAFormer uses {DEFAULT_TEMPERATURE}; larger is closer to uniform "
+                         f"over the classes).")
+
+
+def check_sampler(name: Any, temperature: Any) -> None:
+    """ConfigError naming the option for a ``data.sampler`` / temperature that cannot work."""
+    if name is not None and name not in SAMPLERS:
+        raise ConfigError(f"data.sampler={name!r}: expected null (shuffle the training set) or "
+                          f"one of {list(SAMPLERS)}, e.g. data.sampler=rare_class.")
+    if name is not None:
+        try:
+            check_temperature(temperature)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
 
 
 def rcs_probabilities(presence: np.ndarray, pixel_share: np.ndarray,
@@ -51,9 +81,7 @@ def rcs_probabilities(presence: np.ndarray, pixel_share: np.ndarray,
     if presence.ndim != 2 or share.shape != (presence.shape[1],):
         raise ValueError(f"presence must be (N, C) and pixel_share (C,); got "
                          f"{presence.shape} and {share.shape}.")
-    if not (temperature > 0 and np.isfinite(temperature)):
-        raise ValueError(f"data.sampler_temperature={temperature!r}: expected a number > 0 "
-                         f"(DAFormer uses {DEFAULT_TEMPERATURE}).")
+    check_temperature(temperature)
     drawable = presence.any(axis=0)
     if not drawable.any():
         raise ValueError("rare-class sampling: no class is present in any training image "
@@ -117,11 +145,39 @@ class RareClassSampler(Sampler[int]):
         return self.num_samples
 
 
-def sampler_summary(sampler: Sampler | None, class_names: Sequence[str]) -> dict[str, Any]:
+def build_sampler(name: str | None, stats: Any, temperature: float, seed: int,
+                  class_names: Sequence[str] | None = None) -> RareClassSampler | None:
+    """The training sampler of ``data.sampler`` (None: plain shuffling) over ``stats``, the
+    training set's :class:`~segohem.data.class_stats.ClassStats`; logs ``P(c)``.
+
+    Raises:
+        ConfigError: an unknown ``name``, a bad temperature, or no class statistics.
+    """
+    check_sampler(name, temperature)
+    if name is None:
+        return None
+    if stats is None:
+        raise ConfigError(f"data.sampler={name}: needs the training set's class statistics "
+                          f"(which images hold which class), and there are none: keep "
+                          f"data.class_stats=true and use a dataset that declares its classes, "
+                          f"or set data.sampler=null.")
+    sampler = RareClassSampler(stats.presence, stats.pixel_share, temperature, seed)
+    summary = sampler_summary(sampler, class_names)
+    log.info("Rare-class sampling (data.sampler=rare_class, T=%g): %d draws per epoch, "
+             "P(class) = %s", temperature, len(sampler),
+             describe_probabilities(summary["class_probability"]))
+    return sampler
+
+
+def sampler_summary(sampler: Sampler | None,
+                    class_names: Sequence[str] | None = None) -> dict[str, Any]:
     """The ``sampler`` section of ``metrics.json``: ``{"name": "shuffle"}`` without a
-    :class:`RareClassSampler`, else its name, temperature, seed and ``P(c)`` by class name."""
+    :class:`RareClassSampler`, else its name, temperature, seed and ``P(c)`` by class name
+    (``class_<i>`` without names)."""
     if not isinstance(sampler, RareClassSampler):
         return {"name": "shuffle"}
+    if class_names is None or len(class_names) != len(sampler.probabilities):
+        class_names = [f"class_{i}" for i in range(len(sampler.probabilities))]
     return {"name": "rare_class", "temperature": sampler.temperature, "seed": sampler.seed,
             "class_probability": dict(zip(class_names, sampler.probabilities.tolist(),
                                           strict=True))}
