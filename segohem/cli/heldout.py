@@ -9,17 +9,20 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Exit status 0; with ``--check``, 1 if a rare or soft class's share is off its range."""
+    """Exit status 0; with ``--check``, 1 if a share is off its range or a class misses val."""
     ap = argparse.ArgumentParser(prog="segohem-heldout", description="Write the held-out sets "
-                                 "(cracks, shapes, voclike, cracks_soft, voclike_soft).")
+                                 "(cracks, shapes, voclike, cracks_soft, voclike_soft, "
+                                 "defects, objects).")
     ap.add_argument("--out", type=Path, required=True, help="a folder per set goes here")
-    ap.add_argument("--sets", default=None, help="comma-separated subset (default: all five)")
+    ap.add_argument("--sets", default=None, help="comma-separated subset (default: all)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--size", type=int, default=96, help="image side in px (>= 32)")
     ap.add_argument("--train", type=int, default=200)
     ap.add_argument("--val", type=int, default=60)
     ap.add_argument("--check", action="store_true",
-                    help="exit 1 if a rare class's train share is outside its intended range")
+                    help="exit 1 if a rare class's train share (of the pixels, or of the images "
+                    "for an image-rare class) is outside its intended range, or a class is in "
+                    "fewer than 2 val images")
     args = ap.parse_args(argv)
     # Lazy: segohem.data imports torch; --help answers without it.
     from segohem.data.heldout import SET_NAMES, write_sets
