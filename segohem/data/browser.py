@@ -12,10 +12,13 @@ Ignored pixels (255) are white in the mask column and leave the image visible in
 Tiles are padded to the largest one and laid out with ``torchvision.utils.make_grid``; tiles
 longer than ``max_side`` are scaled down (masks with nearest neighbour). A legend below lists
 the colours of the classes present. Printed per sample: the file, the classes present with
-their share of the valid pixels, the ignored share and any value that is neither.
+their share of the valid pixels, the ignored share and any value that is neither. Printed
+first (unless ``--no-stats``): the class statistics table of the training and validation splits
+with its warnings, as ``segohem-train`` logs it at start-up (:mod:`segohem.data.class_stats`,
+cached).
 
 Command line: ``python scripts/browse_dataset.py [overrides...] [--split train|val] [--num N]
-[--seed S] [--no-transform] [--max-side PX] [--no-legend] --out grid.png``.
+[--seed S] [--no-transform] [--max-side PX] [--no-legend] [--no-stats] --out grid.png``.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from torchvision.utils import make_grid
 
 from segohem.config.compose import compose_config
 from segohem.data import build_dataset
+from segohem.data.class_stats import split_statistics, stats_table, stats_warnings
 from segohem.data.geometry import resolve_auto_geometry
 from segohem.train.checkpoint import find_normalize
 from segohem.viz import (
@@ -58,7 +62,7 @@ MAX_LISTED = 12
 def image_tile(image: Any, normalize: Any | None) -> torch.Tensor:
     """A sample's image (uint8 HWC array, or a normalised float CHW tensor) -> uint8
     ``(3, H, W)``: the standard ``normalize`` undone, other float images min-max scaled."""
-    tile = torch.as_tensor(np.asarray(image)) if not isinstance(image, torch.Tensor) else image
+    tile = torch.as_tensor(np.array(image)) if not isinstance(image, torch.Tensor) else image
     if tile.dtype == torch.uint8:  # (H, W[, C]) as decoded
         return (tile[..., None] if tile.ndim == 2 else tile)[..., :3].permute(2, 0, 1).expand(
             3, -1, -1).contiguous()
@@ -88,11 +92,30 @@ def describe(mask: np.ndarray, classes: Sequence[str], ignore: int) -> str:
     return text
 
 
+def print_statistics(cfg: Any) -> str:
+    """Print (and return) the class statistics table of ``cfg.dataset``'s training and
+    validation sets (built without transforms) with its warnings."""
+    train_set = build_dataset(cfg.dataset.train_set, transform=None)
+    val_set = build_dataset(cfg.dataset.val_set, transform=None)
+    names = list(getattr(train_set, "classes", None) or cfg.dataset.get("class_names") or
+                 [str(i) for i in range(int(cfg.dataset.num_classes))])
+    ignore = int(getattr(train_set, "ignore_index", cfg.dataset.get("ignore_index", 255)))
+    train, val = split_statistics(train_set, val_set, len(names), ignore)
+    text = "\n".join(["Class statistics (share of the labelled pixels; images that contain "
+                      "the class):", stats_table(names, train, val),
+                      *(f"WARNING: {line}" for line in stats_warnings(names, train, val))])
+    print(text, flush=True)
+    return text
+
+
 def browse(overrides: Sequence[str], out: Path, split: str = "train", num: int = 8,
            transform: bool = True, seed: int | None = None, max_side: int = 512,
-           with_legend: bool = True) -> tuple[torch.Tensor, list[str]]:
-    """Write the grid to ``out``; returns it (``(3, H, W)`` uint8) and the per-sample lines."""
+           with_legend: bool = True, stats: bool = True) -> tuple[torch.Tensor, list[str]]:
+    """Write the grid to ``out``; returns it (``(3, H, W)`` uint8) and the per-sample lines.
+    With ``stats`` print the class statistics table first (:func:`print_statistics`)."""
     cfg = compose_config("train", overrides)
+    if stats:
+        print_statistics(cfg)
     if split == "train" and transform and (geometry := resolve_auto_geometry(cfg.dataset)):
         print(geometry.describe(), flush=True)
     node = cfg.dataset.train_set if split == "train" else cfg.dataset.val_set
@@ -160,11 +183,13 @@ def main(argv: Sequence[str] | None = None) -> Path:
     parser.add_argument("--max-side", type=int, default=512,
                         help="scale tiles down so their longer side is at most this")
     parser.add_argument("--no-legend", action="store_true", help="no class colour legend")
+    parser.add_argument("--no-stats", action="store_true",
+                        help="skip the class statistics table of the train and val splits")
     args = parser.parse_intermixed_args(argv)
     if args.num < 1 or args.max_side < 8:
         parser.error("--num must be >= 1 and --max-side >= 8")
     browse(args.overrides, args.out, args.split, args.num, not args.no_transform, args.seed,
-           args.max_side, not args.no_legend)
+           args.max_side, not args.no_legend, not args.no_stats)
     return args.out
 
 

@@ -62,3 +62,19 @@ def test_script_runs_the_module(tmp_path: Path) -> None:
     assert "raw files" in done.stdout
     with Image.open(out) as im:  # a 96 px tile scaled down to 48 px
         assert im.size[0] == 3 * 48 + 4 * PAD
+
+
+def test_the_class_statistics_table_comes_first(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture) -> None:
+    from tests.data.test_class_stats import make_tree
+
+    root = make_tree(tmp_path / "data", extra_ground=8)  # speck: 1 of 12 training images
+    main(["--num", "1", "--no-transform", "--out", str(tmp_path / "g.png"), "dataset=folder",
+          f"dataset.root={root}", "dataset.num_classes=3",
+          "dataset.class_names=[ground,part,speck]"])
+    text = capsys.readouterr().out
+    assert text.index("train images (12) | val pixels | val images (2)") < text.index("[0] ")
+    assert "WARNING: rare across images: speck in 1 of 12 training images (8.3 %)" in text
+    assert "WARNING: speck has no pixel in the validation split" in text
+    main(["--num", "1", "--no-stats", "--out", str(tmp_path / "g.png")])
+    assert "Class statistics" not in capsys.readouterr().out
