@@ -222,3 +222,35 @@ def test_metrics_json_holds_the_data_section(tree, tmp_path):
                               sampler_summary={"name": "rare_class", "temperature": 0.01})
     assert data_section(sampled, NAMES) == {
         "val": report["data"]["val"], "sampler": {"name": "rare_class", "temperature": 0.01}}
+
+
+def test_a_training_run_logs_the_table_and_reports_the_shares(tmp_path, monkeypatch, caplog):
+    from segohem.train.run import train
+    from tests._support.configs import compose_train, real_dataset_overrides
+
+    monkeypatch.setenv("SEGOHEM_CACHE_DIR", str(tmp_path / "cache"))
+    cfg = compose_train([*real_dataset_overrides("folder", tmp_path / "data"),
+                         "trainer.limit_train_batches=1", "trainer.limit_val_batches=1"],
+                        tmp_path / "run")
+    with caplog.at_level(logging.INFO, logger="segohem"):
+        train(cfg)
+    assert sum(r.getMessage().startswith("Class statistics (share") for r in caplog.records) == 1
+    report = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    train_set = FolderDataset(tmp_path / "data", "train", classes=["a", "b", "c"])
+    expected = class_statistics(train_set, 3)
+    assert report["data"]["train"]["images"] == 3 and report["data"]["val"]["images"] == 1
+    assert [report["data"]["train"]["classes"][n]["pixel_share"] for n in "abc"] == \
+        pytest.approx(expected.pixel_share.tolist())
+    assert list((tmp_path / "cache" / "class_stats").glob("*.npz"))
+
+
+def test_the_loss_class_counts_are_the_statistics_pixels():
+    from segohem.losses import CrossEntropyLoss, MinorityRectificationLoss
+    from segohem.train.loss_counts import set_class_counts
+
+    loss = MinorityRectificationLoss(CrossEntropyLoss(), k=4, alpha=None)
+    stats = ClassStats.from_counts(np.array([[900, 0], [0, 100]]))
+    set_class_counts(loss, object(), ["a", "b"], 255, stats=stats)  # the set is never read
+    assert not loss.needs_class_counts
+    reference = MinorityRectificationLoss(CrossEntropyLoss(), k=4, alpha=None)
+    assert loss.current_alpha() == reference.set_class_counts([900, 100])
