@@ -18,6 +18,13 @@ from segohem.data.class_stats import (
     stats_table,
     stats_warnings,
 )
+from segohem.data.sampling import (
+    DEFAULT_TEMPERATURE,
+    RareClassSampler,
+    build_sampler,
+    check_sampler,
+    sampler_summary,
+)
 
 log = logging.getLogger(__name__)
 
@@ -61,14 +68,21 @@ class SegmentationDataModule(pl.LightningDataModule):
             absent from val, read by the loss's class counts and ``metrics.json``.
         stats_cache_dir: their cache folder (None: ``$SEGOHEM_CACHE_DIR/class_stats`` or
             ``~/.cache/segohem/class_stats``).
+        sampler: the training sampler: None (shuffle) or ``"rare_class"``
+            (:class:`~segohem.data.sampling.RareClassSampler` over ``train_stats``: as many
+            draws per epoch as training images; under DDP Lightning's wrapper shards them).
+        sampler_temperature: rare_class's T (``P(c) ∝ exp((1 - pixel share) / T)``).
+        seed: the run seed, from which the sampler's draws of each epoch follow.
     """
 
     def __init__(self, train_set: Dataset, val_set: Dataset, batch_size: int = 8,
                  num_workers: int = 2, pin_memory: bool | None = None,
                  persistent_workers: bool = True, drop_last: bool = True,
                  val_batch_size: int | None = None, class_stats: bool = True,
-                 stats_cache_dir: str | None = None) -> None:
+                 stats_cache_dir: str | None = None, sampler: str | None = None,
+                 sampler_temperature: float = DEFAULT_TEMPERATURE, seed: int = 0) -> None:
         super().__init__()
+        check_sampler(sampler, sampler_temperature)
         if batch_size < 1:
             raise ValueError(f"dataset.batch_size must be >= 1, got {batch_size}.")
         if val_batch_size is not None and val_batch_size < 1:
@@ -86,6 +100,8 @@ class SegmentationDataModule(pl.LightningDataModule):
         self.stats_cache_dir = Path(stats_cache_dir).expanduser() if stats_cache_dir else None
         self.train_stats: ClassStats | None = None
         self.val_stats: ClassStats | None = None
+        self.sampler, self.sampler_temperature, self.seed = sampler, sampler_temperature, seed
+        self.train_sampler: RareClassSampler | None = None
 
     def setup(self, stage: str) -> None:
         """Before a fit (once): :attr:`train_stats` / :attr:`val_stats`, see ``class_stats``."""
@@ -142,13 +158,27 @@ class SegmentationDataModule(pl.LightningDataModule):
                                             rank=trainer.global_rank, shuffle=False)
 
     def _loader(self, dataset: Dataset, train: bool) -> DataLoader:
-        sampler = None if train else self._val_sampler(dataset)
+        sampler = self._train_sampler() if train else self._val_sampler(dataset)
         return DataLoader(dataset, batch_size=self.batch_size if train else self.val_batch_size,
                           shuffle=train and sampler is None, sampler=sampler,
                           drop_last=train and self.drop_last and len(dataset) > self.batch_size,
                           num_workers=self.num_workers, pin_memory=self._pin(),
                           persistent_workers=self.persistent_workers,
                           worker_init_fn=seed_worker_transform if self.num_workers else None)
+
+    def _train_sampler(self) -> RareClassSampler | None:
+        """``data.sampler``'s sampler, built once from ``train_stats`` (Lightning sets its
+        epoch); None for plain shuffling."""
+        if self.sampler is not None and self.train_sampler is None:
+            self.train_sampler = build_sampler(self.sampler, self.train_stats,
+                                               self.sampler_temperature, self.seed,
+                                               dataset_classes(self.train_set))
+        return self.train_sampler
+
+    @property
+    def sampler_summary(self) -> dict[str, Any]:
+        """``metrics.json``'s ``data.sampler``: the training sampler and its temperature."""
+        return sampler_summary(self.train_sampler, dataset_classes(self.train_set))
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, train=True)

@@ -2,6 +2,7 @@
 deterministic from (seed, epoch), shard disjointly under Lightning's DDP wrapper, and never
 pick a class that no image holds."""
 
+import json
 from collections import Counter
 
 import numpy as np
@@ -10,7 +11,9 @@ from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
 from lightning.pytorch.trainer.connectors.data_connector import _get_distributed_sampler
 from torch.utils.data import DataLoader
 
+from segohem.config.checks import ConfigError
 from segohem.data.sampling import RareClassSampler, rcs_probabilities, sampler_summary
+from tests._support.configs import TINY, compose_train
 
 IGNORE = 255
 
@@ -137,3 +140,46 @@ def test_summary_for_metrics_json(stats):
     assert summary["class_probability"]["c"] == 0.0
     assert sum(summary["class_probability"].values()) == pytest.approx(1.0)
     assert sampler_summary(None, ["bg"]) == {"name": "shuffle"}
+
+
+def test_bad_sampler_option_names_the_fix():
+    from segohem.data.datamodule import SegmentationDataModule
+
+    with pytest.raises(ConfigError, match=r"data\.sampler='rare'.*data\.sampler=rare_class"):
+        SegmentationDataModule([], [], sampler="rare")
+    with pytest.raises(ConfigError, match=r"data\.sampler_temperature=0"):
+        SegmentationDataModule([], [], sampler="rare_class", sampler_temperature=0)
+
+
+@pytest.mark.slow
+def test_segohem_train_data_sampler_rare_class(tmp_path):
+    """`segohem-train data.sampler=rare_class` (composed as the command line gives it) trains
+    an epoch; metrics.json records the sampler, TensorBoard the sampled image shares."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from segohem.train.run import train
+
+    cfg = compose_train(["data.sampler=rare_class", "data.sampler_temperature=0.05", *TINY],
+                        tmp_path)
+    assert (cfg.data.sampler, cfg.data.sampler_temperature, cfg.data.seed) == (
+        "rare_class", 0.05, cfg.seed)
+    train(cfg)
+    sampler = json.loads((tmp_path / "metrics.json").read_text())["data"]["sampler"]
+    assert sampler["name"] == "rare_class"
+    assert sampler["temperature"] == 0.05
+    assert list(sampler["class_probability"]) == list(cfg.dataset.class_names)
+    assert sum(sampler["class_probability"].values()) == pytest.approx(1.0)
+    events = EventAccumulator(str(tmp_path / "tensorboard")).Reload()
+    for name in cfg.dataset.class_names:
+        (share,) = events.Scalars(f"train/sampled_image_share/{name}")
+        assert 0.0 <= share.value <= 1.0
+
+
+def test_default_run_records_shuffling(tmp_path):
+    from segohem.data import build_dataset
+
+    cfg = compose_train(TINY, tmp_path)
+    assert cfg.data.sampler is None
+    data = build_dataset(cfg.data)
+    assert data.sampler_summary == {"name": "shuffle"}
+    assert data._train_sampler() is None
