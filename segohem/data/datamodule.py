@@ -25,6 +25,7 @@ from segohem.data.sampling import (
     check_sampler,
     sampler_summary,
 )
+from segohem.data.split import HeldOutSplit, setup_held_out
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,14 @@ class SegmentationDataModule(pl.LightningDataModule):
             draws per epoch as training images; under DDP Lightning's wrapper shards them).
         sampler_temperature: rare_class's T (``P(c) ∝ exp((1 - pixel share) / T)``).
         seed: the run seed, from which the sampler's draws of each epoch follow.
+
+    Attributes:
+        resume_from: the checkpoint a fit resumes from (``segohem-train`` sets it): its
+            held-out split lists replace a freshly drawn split.
+        held_out: after ``setup("fit")``, the held-out split of a folder without split files
+            (:func:`~segohem.data.split.setup_held_out`: drawn, or the resumed checkpoint's;
+            written to ``<default_root_dir>/splits/`` by rank 0), else None; the module stores
+            it in its checkpoints.
     """
 
     def __init__(self, train_set: Dataset, val_set: Dataset, batch_size: int = 8,
@@ -100,11 +109,18 @@ class SegmentationDataModule(pl.LightningDataModule):
         self.stats_cache_dir = Path(stats_cache_dir).expanduser() if stats_cache_dir else None
         self.train_stats: ClassStats | None = None
         self.val_stats: ClassStats | None = None
+        self.resume_from: str | None = None
+        self.held_out: HeldOutSplit | None = None
         self.sampler, self.sampler_temperature, self.seed = sampler, sampler_temperature, seed
         self.train_sampler: RareClassSampler | None = None
 
     def setup(self, stage: str) -> None:
-        """Before a fit (once): :attr:`train_stats` / :attr:`val_stats`, see ``class_stats``."""
+        """Before a fit (once): :attr:`held_out`, then :attr:`train_stats` /
+        :attr:`val_stats` (see ``class_stats``)."""
+        if stage == "fit" and self.trainer is not None and self.held_out is None:
+            self.held_out = setup_held_out(self.train_set, self.val_set, self.resume_from,
+                                           self.trainer.default_root_dir,
+                                           self.trainer.is_global_zero)
         if stage != "fit" or not self.class_stats or self.train_stats is not None:
             return
         names = dataset_classes(self.train_set)

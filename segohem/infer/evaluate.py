@@ -87,12 +87,18 @@ def dataset_config(cfg: DictConfig, trained: DictConfig) -> DictConfig:
     return node
 
 
-def build_split(node: DictConfig, split: str) -> Any:
+def build_split(node: DictConfig, split: str, held_out: dict[str, Any] | None = None) -> Any:
     """The evaluation dataset: the config's ``val_set`` with ``split`` and the validation
-    transform (whole images, no randomness)."""
+    transform (whole images, no randomness). ``held_out``: the checkpoint's held-out split
+    lists (a folder trained without split files), used for the split they name."""
     val = OmegaConf.create(OmegaConf.to_container(node.val_set, resolve=True))
     with open_dict(val):
         val.split = split
+        if held_out and split in held_out:
+            val.split_lists = {name: list(held_out[name]) for name in ("train", "val")}
+            log.info("Split %r: the checkpoint's held-out list (%d images, val_fraction=%s, "
+                     "split_seed=%s)", split, len(held_out[split]), held_out.get("val_fraction"),
+                     held_out.get("split_seed"))
     return build_dataset(val)
 
 
@@ -106,7 +112,8 @@ def evaluate(cfg: DictConfig) -> float | None:
     loaded = load_model(cfg.ckpt_path, num_classes=requested.num_classes if requested else None,
                         trust=cfg.trust_checkpoint)
     node = dataset_config(cfg, loaded.config)
-    dataset = build_split(node, cfg.split)
+    # The checkpoint's held-out lists belong to its own dataset, not to a `dataset=...` given.
+    dataset = build_split(node, cfg.split, None if requested else loaded.held_out)
     info = {"checkpoint": str(Path(cfg.ckpt_path).resolve()), "dataset": node.get("name"),
             "split": cfg.split, "samples": len(dataset),
             "eval": OmegaConf.to_container(cfg.eval, resolve=True)}

@@ -104,6 +104,9 @@ class LoadedModel:
     palette: Palette
     ignore_index: int
     path: Path
+    held_out: dict[str, Any] | None = None
+    """The held-out split lists of a folder trained without split files
+    (:class:`segohem.data.split.HeldOutSplit` as a dict), else None."""
 
     @property
     def num_classes(self) -> int:
@@ -181,7 +184,8 @@ def load_model(path: str | os.PathLike, num_classes: int | None = None,
     model.to(map_location).eval()
     return LoadedModel(model=model, config=config, class_names=class_names,
                        palette=dataset_palette(config, len(class_names)),
-                       ignore_index=int(config.dataset.get("ignore_index", 255)), path=path)
+                       ignore_index=int(config.dataset.get("ignore_index", 255)), path=path,
+                       held_out=saved.get("split"))
 
 
 def dataset_palette(config: DictConfig, num_classes: int) -> Palette:

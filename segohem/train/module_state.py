@@ -1,7 +1,10 @@
 """What :class:`~segohem.train.module.SegmentationModule` keeps in a checkpoint besides its
 weights, and what a resumed fit restores: ``checkpoint["segohem"]`` (the run's config, the
-class names, the validation summaries, the mining totals, the abandonment watch) and the LR
-schedule of the current run."""
+class names, the validation summaries, the mining totals, the abandonment watch, the held-out
+split lists of a folder without split files) and the LR schedule of the current run.
+
+The split lists are not restored here: the data module reads them from the checkpoint before
+the datasets are used (:func:`segohem.data.split.setup_held_out`)."""
 
 from __future__ import annotations
 
@@ -43,7 +46,15 @@ class CheckpointedModule(pl.LightningModule):
                                  "mining": {"run": self._mining_run,
                                             "summary": self.mining_summary},
                                  "abandonment": (self._abandonment.state_dict()
-                                                 if self._abandonment is not None else None)}
+                                                 if self._abandonment is not None else None),
+                                 "split": self._held_out_record()}
+
+    def _held_out_record(self) -> dict[str, Any] | None:
+        """The data module's held-out split (a folder without split files:
+        :class:`~segohem.data.split.HeldOutSplit`), else None."""
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer else None
+        split = getattr(datamodule, "held_out", None)
+        return split.as_dict() if split is not None else None
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Restores ``checkpoint["segohem"]``; a resumed fit continues its own LR schedule

@@ -125,6 +125,8 @@ def train(cfg: DictConfig) -> float | None:
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
 
     datamodule = build_dataset(cfg.data)
+    if hasattr(datamodule, "resume_from"):  # a resumed fit keeps its held-out split lists
+        datamodule.resume_from = ckpt_path
     class_names = cfg.dataset.get("class_names") or getattr(datamodule.train_set, "classes", None)
     # A partial: the resolved config is an argument, not a config node to instantiate.
     module = instantiate(cfg.module, _partial_=True)(

@@ -12,9 +12,12 @@ from pathlib import Path
 import pytest
 from omegaconf import open_dict
 
+from segohem.data import FolderDataset
+from segohem.data.split import read_held_out
 from segohem.infer.evaluate import evaluate
 from segohem.train.checkpoint import CheckpointError
 from tests._support.configs import compose_config
+from tests.data.test_split import CLASSES, fit_folder, tree_content, write_folder
 
 
 def run_eval(overrides: list[str], output_dir: Path) -> dict:
@@ -95,3 +98,18 @@ def test_checkpoint_of_other_classes_is_a_clear_error(tiny_checkpoint, cityscape
     with pytest.raises(CheckpointError, match=r"trained for 6 classes .* the data has 19"):
         run_eval([f"ckpt_path={tiny_checkpoint}", "dataset=cityscapes", f"dataset.root={root}"],
                  tmp_path / "out")
+
+
+@pytest.mark.slow
+def test_eval_on_a_held_out_folder_uses_the_checkpoints_val_list(tmp_path):
+    root = write_folder(tmp_path / "data", tree_content())
+    fit_folder(root, tmp_path / "run")
+    # Images added since would change a split drawn anew; the checkpoint's lists do not change.
+    write_folder(tmp_path / "data", {"zz_new_1": {2}, "zz_new_2": {3}, "zz_new_3": {1}})
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    drawn_now = FolderDataset(root, "val", classes=CLASSES).held_out.val
+    assert drawn_now != read_held_out(ckpt).val
+    val = run_eval([f"ckpt_path={ckpt}"], tmp_path / "val")
+    trained = json.loads((tmp_path / "run" / "metrics.json").read_text())["last"]
+    assert val["samples"] == 3 and val["IoU"] == trained["IoU"]
+    assert run_eval([f"ckpt_path={ckpt}", "split=train"], tmp_path / "train")["samples"] == 17

@@ -291,3 +291,20 @@ def test_help_is_fast_and_names_the_formats():
     assert subprocess.run([sys.executable, "-c", code], capture_output=True,
                           text=True).stdout.strip() == "False"
 
+
+
+@pytest.mark.slow
+def test_split_val_predicts_the_checkpoints_held_out_images(tmp_path):
+    from tests.data.test_split import fit_folder, tree_content, write_folder
+
+    root = write_folder(tmp_path / "data", tree_content())
+    fit_folder(root, tmp_path / "run")
+    write_folder(tmp_path / "data", {"zz_new": {2}})  # added since: not in the lists
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    result = predict(compose_predict([f"ckpt_path={ckpt}", "split=val",
+                                      f"output={tmp_path / 'pred'}", "device=cpu"]))
+    val = (tmp_path / "run" / "splits" / "val.txt").read_text().split()
+    assert sorted(p.stem for p in result.written) == val and len(val) == 3
+    with pytest.raises(PredictError, match="give one"):
+        predict(compose_predict([f"ckpt_path={ckpt}", "split=val", f"input={root}",
+                                 f"output={tmp_path / 'x'}"]))

@@ -666,10 +666,12 @@ def test_folder_without_splits(tmp_path: Path):
     for split in ("all", None):
         ds = FolderDataset(root, split, classes=FOLDER_CLASSES)
         assert _stems(ds) == ["a", "b", "c"]
-    with pytest.raises(DatasetError) as err:
-        FolderDataset(root, "train", classes=FOLDER_CLASSES)
+    train, val = (FolderDataset(root, s, classes=FOLDER_CLASSES) for s in ("train", "val"))
+    assert sorted(_stems(train) + _stems(val)) == ["a", "b", "c"] and len(_stems(val)) == 1
+    with pytest.raises(DatasetError) as err:  # only train / val are held out automatically
+        FolderDataset(root, "test", classes=FOLDER_CLASSES)
     msg = str(err.value)
-    assert "split_file" in msg and "splits" in msg and "train" in msg, msg
+    assert "split_file" in msg and "splits" in msg and "'test'" in msg, msg
 
 
 def test_folder_split_file_option(tmp_path: Path):

@@ -18,10 +18,17 @@ from segohem.data.datasets._common import (
 )
 from segohem.data.datasets._label_maps import ColourMap, LabelMap
 from segohem.data.datasets._layout import missing_files_error, read_id_list
+from segohem.data.split import (
+    SPLITS,
+    HeldOutSplit,
+    check_split_options,
+    stratified_split,
+)
 from segohem.files import IMAGE_SUFFIXES
 from segohem.viz import fallback_palette
 
 _ALL = ("all", None)
+_HELD_OUT: dict[tuple, HeldOutSplit] = {}  # see FolderDataset._hold_out
 
 
 class FolderDataset(SegmentationFolderDataset):
@@ -33,7 +40,13 @@ class FolderDataset(SegmentationFolderDataset):
        ``{split}`` in it is replaced by the split name, e.g. ``lists/{split}.txt``);
     2. ``<root>/splits/<split>.txt``;
     3. sub-folders ``<images_dir>/<split>/`` and ``<masks_dir>/<split>/``;
-    4. otherwise only ``split="all"`` is accepted (every image).
+    4. otherwise ``"train"`` / ``"val"`` are a held-out split of every image
+       (:func:`segohem.data.split.stratified_split`: ``val_fraction`` of the images, drawn
+       with ``split_seed``, stratified by class; the masks are read once to know which classes
+       each image holds) and ``"all"`` is every image.
+
+    ``split_lists`` (``{"train": [stems], "val": [stems]}``, e.g. a checkpoint's held-out split)
+    wins over all of these for the splits it names.
 
     Masks are either single-channel class ids (8/16-bit grayscale or palette PNGs, read as
     indices) or RGB colour masks (``mask_format="color"``, decoded with ``palette``); with
@@ -54,6 +67,13 @@ class FolderDataset(SegmentationFolderDataset):
         ignore_colors: colours of colour masks that mean "ignore".
         mask_format: ``"auto"``, ``"ids"`` or ``"color"``.
         skip_bad: drop bad samples at construction (printed) instead of raising on load.
+        val_fraction: the held-out share of the images when no split is defined (rule 4).
+        split_seed: seeds that draw (not the training seed, which loss comparisons vary).
+        split_lists: stems per split that replace the split search (see above).
+
+    Attributes:
+        held_out: the :class:`~segohem.data.split.HeldOutSplit` of rule 4 (or of
+            ``split_lists``), else None.
     """
 
     layout = """  <root>/
@@ -67,7 +87,8 @@ class FolderDataset(SegmentationFolderDataset):
                  palette: Sequence[Sequence[int]] | None = None,
                  value_map: Mapping[int, int] | None = None,
                  ignore_colors: Sequence[Sequence[int]] = (), mask_format: str = "auto",
-                 skip_bad: bool = False) -> None:
+                 skip_bad: bool = False, val_fraction: float = 0.15, split_seed: int = 0,
+                 split_lists: Mapping[str, Sequence[str]] | None = None) -> None:
         classes = tuple(str(c) for c in classes or ())
         if not classes:
             raise DatasetError("FolderDataset: give the class names (dataset.class_names / "
@@ -87,6 +108,12 @@ class FolderDataset(SegmentationFolderDataset):
         self.palette: Palette = palette or tuple(fallback_palette(len(classes)))
         self.images_dir, self.masks_dir = images_dir, masks_dir
         self.split_file, self.mask_format = split_file, mask_format
+        check_split_options(val_fraction, split_seed)
+        self.val_fraction, self.split_seed = float(val_fraction), int(split_seed)
+        self._lists = {k: list(v) for k, v in split_lists.items()} if split_lists else {}
+        self.held_out: HeldOutSplit | None = None
+        self._skip_bad = skip_bad
+        self._mask_options = repr((sorted((value_map or {}).items()), palette, ignore_colors))
         try:
             if value_map:
                 self._ids = LabelMap({int(k): int(v) for k, v in value_map.items()},
@@ -108,7 +135,10 @@ class FolderDataset(SegmentationFolderDataset):
                 raise DatasetError(f"FolderDataset: expected folder {folder} does not exist. "
                                    f"Expected layout:\n{self.layout}")
         stems: list[str] | None = None
-        if self.split_file:
+        draw = False  # rule 4: hold out a share of every image
+        if self.split in self._lists:
+            stems = self._lists[self.split]
+        elif self.split_file:
             path = Path(str(self.split_file).replace("{split}", self.split))
             stems = read_id_list(path if path.is_absolute() else self.root / path, self.layout)
         elif (self.root / "splits" / f"{self.split}.txt").is_file():
@@ -118,12 +148,15 @@ class FolderDataset(SegmentationFolderDataset):
             if not masks_root.is_dir():
                 raise DatasetError(f"FolderDataset: {images_root} exists but {masks_root} "
                                    f"does not; split sub-folders must exist in both.")
+        elif self.split in SPLITS:
+            draw = True
         elif self.split not in _ALL:
             raise DatasetError(
                 f"FolderDataset: no split {self.split!r} under {self.root}. Define splits by "
                 f"(1) split_file=<list of names>, (2) {self.root}/splits/{self.split}.txt, or "
                 f"(3) sub-folders {images_root}/{self.split}/ and {masks_root}/{self.split}/; "
-                f"or use split='all' for every image.")
+                f"or use split='all' for every image ('train' / 'val' are held out "
+                f"automatically when no split is defined).")
         images = _by_stem(images_root)
         masks = _by_stem(masks_root)
         if stems is None:
@@ -134,12 +167,56 @@ class FolderDataset(SegmentationFolderDataset):
                                           f"(images are looked up in {images_root} by stem)")
         missing_images = [images_root / f"{s}.*" for s in stems if s not in images]
         if missing_images:
-            raise missing_files_error("images are", missing_images)
+            raise missing_files_error("images are", missing_images, (
+                "(named by the checkpoint's held-out split lists: restore them, or train anew)"
+                if self.split in self._lists else ""))
         missing_masks = [masks_root / f"{s}.png" for s in stems if s not in masks]
         if missing_masks:
             raise missing_files_error("masks are", missing_masks,
                                       f"(masks are looked up in {masks_root} by image stem)")
-        return [Sample(images[s], masks[s]) for s in stems]
+        samples = [Sample(images[s], masks[s]) for s in stems]
+        if draw:
+            self.held_out = self._hold_out(samples, stems)
+            keep = set(getattr(self.held_out, self.split))
+            samples = [s for s, stem in zip(samples, stems, strict=True) if stem in keep]
+        return samples
+
+    def _hold_out(self, samples: list[Sample], stems: list[str]) -> HeldOutSplit:
+        """Rule 4: the held-out split of every image (cached per folder state and options, so
+        the train and the val dataset read the masks once)."""
+        key = (str(self.root.resolve()), self.images_dir, self.masks_dir, self.mask_format,
+               self._mask_options, self.classes, self.val_fraction,
+               self.split_seed, tuple((s.mask.name, s.mask.stat().st_mtime_ns,
+                                       s.mask.stat().st_size) for s in samples))
+        if key not in _HELD_OUT:
+            # Lazy: class_stats imports this package. It reads self.samples via load_mask.
+            from segohem.data.class_stats import class_statistics
+
+            self.samples = samples
+            try:
+                presence = class_statistics(self, len(self.classes), IGNORE_INDEX).presence
+                train, val, unmatched = stratified_split(stems, presence, self.val_fraction,
+                                                         self.split_seed)
+            except DatasetError as err:
+                raise DatasetError(f"FolderDataset {self.root}: no split files, and {err}"
+                                   ) from None
+            if len(_HELD_OUT) > 8:
+                _HELD_OUT.clear()
+            _HELD_OUT[key] = HeldOutSplit(train, val, self.val_fraction, self.split_seed,
+                                          str(self.root), unmatched)
+        return _HELD_OUT[key]
+
+    def folder_stems(self) -> list[str]:
+        """The stems of every image in ``<root>/<images_dir>/`` (flat layout)."""
+        return sorted(_by_stem(self.root / self.images_dir))
+
+    def reuse_split(self, split: HeldOutSplit) -> None:
+        """Use ``split``'s lists (a checkpoint's held-out split) instead of drawing one."""
+        self._lists = {name: list(getattr(split, name)) for name in SPLITS}
+        self.samples = sorted(self._find_samples(), key=lambda s: str(s.image))
+        self.held_out = split
+        if self._skip_bad:
+            self._drop_bad_samples()
 
     def _decode_mask(self, raw: np.ndarray, path: Path) -> np.ndarray:
         colour = raw.ndim == 3

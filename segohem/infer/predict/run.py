@@ -8,6 +8,11 @@
     segohem-predict ... input=cityscapes/leftImg8bit/test format=cityscapes  # city folders
     segohem-predict ... eval.mode=slide eval.crop_size=[512,1024] eval.scales=[0.75,1,1.25] \\
         eval.flip=true                                            # sliding window + TTA
+    segohem-predict ckpt_path=... split=val output=pred/           # the run's own val images
+
+``split=val`` (or ``train``) instead of ``input``: the images of that split of the dataset the
+checkpoint was trained on (``data_root`` if it moved); for a folder trained without split files
+these are the checkpoint's held-out lists, whatever was added to the folder since.
 
 Formats (one output file per input image, under ``output``; the relative sub-folders of a
 recursive input are kept):
@@ -38,6 +43,7 @@ is :mod:`segohem.infer.predict.files`, writing the formats :mod:`segohem.infer.p
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,7 +61,7 @@ from segohem.infer.predict.files import (
     safe_destination,
 )
 from segohem.infer.predict.formats import FORMATS, check_cityscapes_model, save_prediction
-from segohem.train.checkpoint import image_transform, load_model
+from segohem.train.checkpoint import LoadedModel, image_transform, load_model
 from segohem.viz import legend_entries
 
 log = logging.getLogger(__name__)
@@ -94,7 +100,11 @@ def inference_config(node: DictConfig | dict | None) -> InferenceConfig:
 
 
 def check_options(cfg: DictConfig) -> None:
-    for key in ("ckpt_path", "input", "output"):
+    if cfg.get("split") and not OmegaConf.is_missing(cfg, "input") and cfg.input:
+        raise PredictError(f"input={cfg.input} and split={cfg.split}: give one (split= "
+                           f"predicts the checkpoint's own images of that split).")
+    for key in ("ckpt_path", "output") if cfg.get("split") else ("ckpt_path", "input",
+                                                                  "output"):
         if OmegaConf.is_missing(cfg, key) or cfg[key] in (None, ""):
             raise PredictError(f"{key}=... is required, e.g. segohem-predict "
                                f"ckpt_path=run/checkpoints/best.ckpt input=images/ "
@@ -110,6 +120,20 @@ def check_options(cfg: DictConfig) -> None:
                            f"pictures; format={cfg.format} writes ids: drop legend=true.")
 
 
+def split_images(cfg: DictConfig, loaded: LoadedModel) -> tuple[Path, Path, list[Path]]:
+    """``split=...``: (source, root, images) of that split of the checkpoint's dataset (its
+    held-out lists for a folder trained without split files)."""
+    from segohem.infer.evaluate import build_split, dataset_config  # Lazy: Lightning
+
+    dataset = build_split(dataset_config(cfg, loaded.config), str(cfg.split), loaded.held_out)
+    images = [Path(sample.image) for sample in getattr(dataset, "samples", [])]
+    if not images:
+        raise PredictError(f"split={cfg.split}: the checkpoint's dataset has no image files "
+                           f"for it; give input=<file|folder> instead.")
+    root = Path(os.path.commonpath([p.parent for p in images]))
+    return root, root, images
+
+
 def predict(cfg: DictConfig) -> PredictResult:
     """Predict every image of ``cfg.input`` into ``cfg.output`` (see the module docstring).
 
@@ -119,16 +143,22 @@ def predict(cfg: DictConfig) -> PredictResult:
     check_options(cfg)
     fmt = str(cfg.format)
     infer_cfg = inference_config(cfg.get("eval"))
-    source, output = Path(cfg.input), Path(cfg.output)
+    output = Path(cfg.output)
     if output.exists() and not output.is_dir():
         raise PredictError(f"output={str(output)!r} is a file; give a folder.")
-    # The Cityscapes layout always keeps its images in <split>/<city>/ folders.
-    recursive = bool(cfg.recursive) or fmt == "cityscapes"
-    root, images = find_images(source, recursive, exclude=output)
-    pairs = plan_outputs(images, root, output, fmt, str(cfg.overlay_ext).lower())
-
     device = resolve_device(cfg.device)
-    loaded = load_model(cfg.ckpt_path, map_location=device, trust=bool(cfg.trust_checkpoint))
+    loaded = None
+    if cfg.get("split"):  # the checkpoint says which images
+        loaded = load_model(cfg.ckpt_path, map_location=device, trust=bool(cfg.trust_checkpoint))
+        source, root, images = split_images(cfg, loaded)
+    else:
+        source = Path(cfg.input)
+        # The Cityscapes layout always keeps its images in <split>/<city>/ folders.
+        recursive = bool(cfg.recursive) or fmt == "cityscapes"
+        root, images = find_images(source, recursive, exclude=output)
+    pairs = plan_outputs(images, root, output, fmt, str(cfg.overlay_ext).lower())
+    loaded = loaded or load_model(cfg.ckpt_path, map_location=device,
+                                  trust=bool(cfg.trust_checkpoint))
     if fmt == "cityscapes":
         check_cityscapes_model(loaded)
     elif loaded.num_classes > 256:
