@@ -41,7 +41,8 @@ class MetricsWriter(pl.Callback):
         mining = getattr(pl_module, "mining_summary", {})
         if not last and not mining:
             return
-        data = data_section(trainer.datamodule, getattr(pl_module, "class_names", ()))
+        data = data_section(getattr(trainer, "datamodule", None),
+                            getattr(pl_module, "class_names", ()))
         write_report(self.path, training_report(last, best, mining, data))
 
 
