@@ -12,9 +12,17 @@ pixels of the training masks is below ``--rare-below`` (the training set is buil
 job's ``.hydra/config.yaml``, masks only).
 
 Verdict against the baseline group (the same overrides with ``loss=<--baseline>``, or
-``--baseline key=value``), for mIoU and the rare classes' mean IoU: Δ = difference of the
+``--baseline key=value``; where no run has those, the runs with only ``key=value`` set), for
+mIoU and the rare classes' mean IoU: Δ = difference of the
 means, σ = the larger sample std (ddof=1) over seeds of the two groups; ``clear`` when
 |Δ| > 2σ, else ``within noise`` (``n/a`` with fewer than 2 seeds in either group).
+
+Lowest class Δ: per group, the class whose mean IoU is furthest below the baseline's (the
+"no class more than 5 points below CE" rule).
+
+Recorded runs instead of a sweep dir: ``--runs FILE.jsonl --set NAME`` reads one held-out set's
+runs from a JSON-lines log (:mod:`segohem.report.run_log`; ``--rare`` is then needed) and
+prints the same table; ``--out DIR`` keeps the files.
 
 Writes ``<sweep>/loss_comparison.md`` (also printed) and ``<sweep>/loss_comparison.json``.
 :func:`main` (``python scripts/compare_losses.py``) exits 1 when the sweep command failed or a
@@ -39,6 +47,7 @@ from segohem.data import build_dataset
 from segohem.data.class_counts import class_pixel_counts
 from segohem.files import write_json
 from segohem.report.jobs import Job, SweepError, read_sweep
+from segohem.report.run_log import read_run_log
 
 Key = tuple[tuple[str, str], ...]  # the overrides that tell a group apart
 
@@ -57,6 +66,11 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     ap.add_argument("--seeds", default="0,1,2", help="seeds (comma-separated)")
     ap.add_argument("--sweep-dir", type=Path, help="default: multirun/compare_losses/<time>")
     ap.add_argument("--no-train", action="store_true", help="only summarise --sweep-dir")
+    ap.add_argument("--runs", type=Path,
+                    help="summarise a JSON-lines run log instead (no training)")
+    ap.add_argument("--set", help="with --runs: the held-out set's runs")
+    ap.add_argument("--tags", help="with --runs: only tags starting with these (comma-separated)")
+    ap.add_argument("--out", type=Path, help="with --runs: folder for the .md / .json files")
     ap.add_argument("--rare", default="", help="rare class names (comma-separated)")
     ap.add_argument("--rare-below", type=float, default=0.01,
                     help="else: classes under this training pixel share")
@@ -65,6 +79,10 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     args = ap.parse_args(argv[:cut])
     if args.no_train and args.sweep_dir is None:
         ap.error("--no-train needs --sweep-dir")
+    if args.runs is not None and (args.sweep_dir is not None or not args.rare):
+        ap.error("--runs needs --rare and takes no --sweep-dir (it starts no training)")
+    if args.runs is None and (args.set or args.tags or args.out):
+        ap.error("--set, --tags and --out go with --runs")
     return args, argv[cut + 1:]
 
 
@@ -84,10 +102,13 @@ def group_keys(runs: list[Job]) -> list[Key]:
 
 
 def label(key: Key) -> str:
-    """``ohem`` for a key of only the loss, else ``k=v k=v``."""
+    """``ohem`` for a key of only the loss, else ``k=v k=v`` without the keys left unset
+    (``-``); ``default`` when every key is unset."""
     if [k for k, _ in key] == ["loss"]:
         return key[0][1]
-    return " ".join(f"{k}={v}" for k, v in key) or "all"
+    if not key:
+        return "all"
+    return " ".join(f"{k}={v}" for k, v in key if v != "-") or "default"
 
 
 def stats(values: pd.Series) -> dict[str, Any] | None:
@@ -147,18 +168,40 @@ def _delta(group: dict[str, Any], metric: str) -> str:
     return "-" if v is None else f"{v['diff']:+.1f} {v['verdict']}"
 
 
-def summarise(sweep: Path, rare: list[str], rare_below: float, baseline: str
-              ) -> tuple[str, dict[str, Any], list[Path]]:
-    """Markdown table, JSON-able results and the failed job folders of a sweep dir."""
+def read_runs(sweep: Path) -> tuple[list[Job], list[dict[str, str]]]:
+    """The jobs of a sweep dir with a ``metrics.json``, and the others as ``{job, log}``."""
     try:
         jobs = read_sweep(sweep)
     except SweepError as err:
         raise CompareError(str(err)) from None
     runs = [j for j in jobs if j.source == "metrics.json"]
-    failed = [j.path for j in jobs if j.source != "metrics.json"]
+    failed = [{"job": str(j.path), "log": str(j.path / "train.log")}
+              for j in jobs if j.source != "metrics.json"]
+    return runs, failed
+
+
+def lowest_class(group: dict[str, Any], base: dict[str, Any]) -> dict[str, Any] | None:
+    """The class whose mean IoU is furthest below (or least above) the baseline's."""
+    diffs = {c: s["mean"] - base["IoU"][c]["mean"] for c, s in group["IoU"].items()
+             if s is not None and base["IoU"].get(c) is not None}
+    if not diffs:
+        return None
+    worst = min(diffs, key=diffs.__getitem__)
+    return {"class": worst, "diff": diffs[worst]}
+
+
+def _lowest(group: dict[str, Any]) -> str:
+    low = group["lowest_class_vs_baseline"]
+    return "-" if low is None else f"{low['class']} {low['diff']:+.1f}"
+
+
+def summarise(source: str, runs: list[Job], failed: list[dict[str, str]], rare: list[str],
+              rare_below: float, baseline: str) -> tuple[str, dict[str, Any]]:
+    """Markdown table and JSON-able results of the runs of ``source`` (a sweep dir or run log);
+    ``failed``: the runs without results, listed under the table."""
     if not runs:
-        raise CompareError(f"{sweep}: no job has a metrics.json; see "
-                           + ", ".join(str(j / "train.log") for j in failed))
+        raise CompareError(f"{source}: no job has a result; see "
+                           + ", ".join(f["log"] for f in failed))
     classes = list(runs[0].result["IoU"])
     shares = None
     if not rare:
@@ -179,55 +222,67 @@ def summarise(sweep: Path, rare: list[str], rare_below: float, baseline: str
     bkey, bval = baseline.split("=", 1) if "=" in baseline else ("loss", baseline)
     by_key = {g["key"]: g for g in results}
     for g in results:
-        base = by_key.get(tuple((k, bval if k == bkey else v) for k, v in g.pop("key")))
+        key = g.pop("key")
+        base = by_key.get(tuple((k, bval if k == bkey else v) for k, v in key),
+                          by_key.get(tuple((k, bval if k == bkey else "-") for k, _ in key)))
         g["baseline"] = None if base is None else base["group"]
         g["vs_baseline"] = None if base is None or base is g else {
             m: verdict(g[m], base[m]) for m in ("mIoU", "rare_mIoU")}
+        g["lowest_class_vs_baseline"] = (None if base is None or base is g
+                                         else lowest_class(g, base))
     table = pd.DataFrame([{
         "group": g["group"], "seeds": str(len(g["seeds"])), "mIoU": _cell(g["mIoU"]),
         f"Δ mIoU vs {bval}": _delta(g, "mIoU"), "rare mIoU": _cell(g["rare_mIoU"]),
         f"Δ rare vs {bval}": _delta(g, "rare_mIoU"),
+        f"lowest class Δ vs {bval}": _lowest(g),
         **{f"IoU {c}": _cell(g["IoU"][c]) for c in classes}} for g in results])
     rare_note = ", ".join(f"{c} ({100 * shares[c]:.2f} %)" if shares else c for c in rare)
     text = "\n".join([
-        f"Loss comparison, sweep `{sweep}`: best validation epoch of each job, in %, "
+        f"Loss comparison, `{source}`: best validation epoch of each job, in %, "
         "mean ± sample std over seeds [min, max].",
         f"Rare classes: {rare_note or 'none'}"
         + (f" (training pixel share < {100 * rare_below:g} %)." if shares else " (given)."),
-        f"Δ vs the same overrides with {bkey}={bval}: clear if |Δ| > 2 x the larger seed std "
-        "of the two groups, else within noise.", "",
+        f"Δ vs the same overrides with {bkey}={bval} (else only {bkey}={bval}): clear if "
+        "|Δ| > 2 x the larger seed std of the two groups, else within noise.", "",
         table.to_markdown(index=False, disable_numparse=True,
                           colalign=["left"] + ["right"] * (len(table.columns) - 1))])
     if failed:
-        text += "\n\nFailed jobs (no metrics.json):\n" + "\n".join(
-            f"- {j}: see {j / 'train.log'}" for j in failed)
-    data = {"sweep": str(sweep), "baseline": f"{bkey}={bval}", "classes": classes,
-            "rare": rare, "train_pixel_shares": shares, "groups": results,
-            "failed": [{"job": str(j), "log": str(j / "train.log")} for j in failed]}
-    return text, data, failed
+        text += "\n\nFailed jobs (no result):\n" + "\n".join(
+            f"- {f['job']}: see {f['log']}" for f in failed)
+    data = {"sweep": source, "baseline": f"{bkey}={bval}", "classes": classes,
+            "rare": rare, "train_pixel_shares": shares, "groups": results, "failed": failed}
+    return text, data
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
     rare = [c for c in args.rare.split(",") if c]
-    sweep = args.sweep_dir or Path("multirun/compare_losses") / time.strftime("%Y-%m-%d_%H-%M-%S")
     returncode = 0
-    if not args.no_train:
-        cmd = train_command(args, overrides, sweep)
-        print("+ " + " ".join(cmd), flush=True)
-        returncode = subprocess.run(cmd, check=False).returncode
     try:
-        text, data, failed = summarise(sweep, rare, args.rare_below, args.baseline)
-    except CompareError as err:
+        if args.runs is not None:
+            runs, failed = read_run_log(args.runs, args.set, args.tags)
+            source, out = f"{args.runs}" + (f" --set {args.set}" if args.set else ""), args.out
+        else:
+            sweep = args.sweep_dir or (Path("multirun/compare_losses")
+                                       / time.strftime("%Y-%m-%d_%H-%M-%S"))
+            if not args.no_train:
+                cmd = train_command(args, overrides, sweep)
+                print("+ " + " ".join(cmd), flush=True)
+                returncode = subprocess.run(cmd, check=False).returncode
+            (runs, failed), source, out = read_runs(sweep), str(sweep), sweep
+        text, data = summarise(source, runs, failed, rare, args.rare_below, args.baseline)
+    except (CompareError, SweepError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2 if returncode == 0 else 1
-    data["sweep_returncode"] = returncode if not args.no_train else None
-    (sweep / "loss_comparison.md").write_text(text + "\n")
-    write_json(sweep / "loss_comparison.json", data)
+    data["sweep_returncode"] = returncode if not (args.no_train or args.runs) else None
     print(text)
-    print(f"\nwritten: {sweep / 'loss_comparison.md'}, {sweep / 'loss_comparison.json'}")
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "loss_comparison.md").write_text(text + "\n")
+        write_json(out / "loss_comparison.json", data)
+        print(f"\nwritten: {out / 'loss_comparison.md'}, {out / 'loss_comparison.json'}")
     if failed or returncode:
-        print(f"FAILED: {len(failed)} job(s) without metrics.json"
+        print(f"FAILED: {len(failed)} job(s) without a result"
               + (f"; sweep exit status {returncode}" if returncode else ""), file=sys.stderr)
         return 1
     return 0

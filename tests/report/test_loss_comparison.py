@@ -190,3 +190,37 @@ def test_script_runs_the_module(tmp_path: Path) -> None:
                           check=False)
     assert done.returncode == 0, done.stderr
     assert json.loads((tmp_path / "loss_comparison.json").read_text())["rare"] == ["dot"]
+
+
+def test_a_run_log_is_summarised_like_a_sweep(tmp_path: Path, capsys) -> None:
+    """``--runs`` groups one set's logged runs by their variant overrides; a variant with no
+    same-override CE run is compared with the plain ``loss=ce`` runs; the lowest class Δ names
+    the class furthest below the baseline."""
+    rows = []
+    for seed in range(2):
+        for tag, overrides, dot in (("default", [], 0.6), ("rcs", ["data.sampler=rare_class"],
+                                                             0.5 + 0.1 * seed),
+                                    ("ce", ["loss=ce"], 0.2)):
+            line = 0.5 if tag != "rcs" else 0.35
+            rows.append({"tag": f"s{seed}_{tag}", "set": "toy", "seed": seed, "rc": 0,
+                         "overrides": overrides, "mIoU": (0.95 + line + dot) / 3,
+                         "IoU": {"background": 0.95, "line": line, "dot": dot}})
+    log = tmp_path / "runs.jsonl"
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert cl.main(["--runs", str(log), "--set", "toy", "--rare", "line,dot",
+                    "--baseline", "loss=ce", "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "| default " in out and "| data.sampler=rare_class " in out
+    groups = {g["group"]: g for g in
+              json.loads((tmp_path / "out" / "loss_comparison.json").read_text())["groups"]}
+    assert groups["data.sampler=rare_class"]["baseline"] == "loss=ce"
+    low = groups["data.sampler=rare_class"]["lowest_class_vs_baseline"]
+    assert low["class"] == "line" and low["diff"] == pytest.approx(-15.0)
+    assert groups["default"]["vs_baseline"]["rare_mIoU"]["diff"] == pytest.approx(20.0)
+    assert groups["loss=ce"]["vs_baseline"] is None
+
+
+def test_a_run_log_needs_the_rare_classes(capsys) -> None:
+    with pytest.raises(SystemExit):
+        cl.main(["--runs", "docs/runs/issue23.jsonl", "--set", "defects"])
+    assert "--runs needs --rare" in capsys.readouterr().err
