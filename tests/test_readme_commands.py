@@ -226,7 +226,9 @@ def check_script(script: str, args: list[str]) -> None:
     compose (see :func:`compose_checked`)."""
     assert (ROOT / script).is_file(), f"{script} does not exist"
     run([sys.executable, str(ROOT / script), "--help"])
-    if script == "scripts/compare_losses.py":  # the multirun it starts, built by the script
+    if script == "scripts/compare_losses.py" and "--runs" in args:  # reads a run log: run it
+        run([sys.executable, str(ROOT / script), *args])
+    elif script == "scripts/compare_losses.py":  # the multirun it starts, built by the script
         # Lazy: pandas and torch, which `python -m pytest --collect-only` (above) need not load.
         from segohem.report.loss_comparison import parse_args, train_command
 
