@@ -289,8 +289,10 @@ def stats_warnings(class_names: Sequence[str], train: ClassStats,
             out.append(f"{name} has no pixel in the training split: it cannot be learned")
         elif train.image_share[c] < RARE_IMAGE_SHARE:
             out.append(f"rare across images: {name} in {n} of {train.num_images} training "
-                       f"images ({100 * train.image_share[c]:.1f} %): consider "
-                       f"data.sampler=rare_class")
+                       f"images ({100 * train.image_share[c]:.1f} %): most batches hold none "
+                       f"of it. data.sampler=rare_class draws its {n} image(s) more often, "
+                       "which helps when they are many and over-fits when they are few "
+                       "(docs/datasets.md, 'When to use it')")
         if val is not None and val.pixels[c] == 0:
             out.append(f"{name} has no pixel in the validation split: its IoU is undefined")
     return out

@@ -159,8 +159,9 @@ def test_warnings_name_image_rare_classes_and_classes_absent_from_val():
     val = ClassStats.from_counts(np.array([[40, 0, 0], [40, 0, 0]]))
     warnings = stats_warnings(["ground", "crack", "hole"], train, val)
     assert warnings == [
-        "rare across images: crack in 4 of 120 training images (3.3 %): consider "
-        "data.sampler=rare_class",
+        "rare across images: crack in 4 of 120 training images (3.3 %): most batches hold "
+        "none of it. data.sampler=rare_class draws its 4 image(s) more often, which helps when "
+        "they are many and over-fits when they are few (docs/datasets.md, 'When to use it')",
         "crack has no pixel in the validation split: its IoU is undefined",
         "hole has no pixel in the training split: it cannot be learned",
         "hole has no pixel in the validation split: its IoU is undefined"]
@@ -182,8 +183,10 @@ def test_the_data_module_logs_the_table_and_warnings_once(tmp_path, caplog):
     assert lines[-1].split() == ["speck", "|", "0.39", "%", "|", "1", "(8.3", "%)", "|",
                                  "0.00", "%", "|", "0", "(0.0", "%)"]
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert warned == ["rare across images: speck in 1 of 12 training images (8.3 %): "
-                      "consider data.sampler=rare_class",
+    assert warned == ["rare across images: speck in 1 of 12 training images (8.3 %): most "
+                      "batches hold none of it. data.sampler=rare_class draws its 1 image(s) "
+                      "more often, which helps when they are many and over-fits when they are "
+                      "few (docs/datasets.md, 'When to use it')",
                       "speck has no pixel in the validation split: its IoU is undefined"]
     caplog.clear()
     data.setup("fit")  # once per run
