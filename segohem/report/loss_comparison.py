@@ -20,9 +20,9 @@ means, σ = the larger sample std (ddof=1) over seeds of the two groups; ``clear
 Lowest class Δ: per group, the class whose mean IoU is furthest below the baseline's (the
 "no class more than 5 points below CE" rule).
 
-Recorded runs instead of a sweep dir: ``--runs FILE.jsonl --set NAME`` reads one held-out set's
-runs from a JSON-lines log (:mod:`segohem.report.run_log`; ``--rare`` is then needed) and
-prints the same table; ``--out DIR`` keeps the files.
+Recorded runs instead of a sweep dir: ``--runs FILE.jsonl [FILE ...] --set NAME`` reads one
+held-out set's runs from JSON-lines logs (:mod:`segohem.report.run_log`; ``--rare`` is then
+needed) and prints the same table; ``--out DIR`` keeps the files.
 
 Writes ``<sweep>/loss_comparison.md`` (also printed) and ``<sweep>/loss_comparison.json``.
 :func:`main` (``python scripts/compare_losses.py``) exits 1 when the sweep command failed or a
@@ -66,8 +66,8 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     ap.add_argument("--seeds", default="0,1,2", help="seeds (comma-separated)")
     ap.add_argument("--sweep-dir", type=Path, help="default: multirun/compare_losses/<time>")
     ap.add_argument("--no-train", action="store_true", help="only summarise --sweep-dir")
-    ap.add_argument("--runs", type=Path,
-                    help="summarise a JSON-lines run log instead (no training)")
+    ap.add_argument("--runs", type=Path, nargs="+",
+                    help="summarise JSON-lines run log(s) instead (no training)")
     ap.add_argument("--set", help="with --runs: the held-out set's runs")
     ap.add_argument("--tags", help="with --runs: only tags starting with these (comma-separated)")
     ap.add_argument("--out", type=Path, help="with --runs: folder for the .md / .json files")
@@ -261,7 +261,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.runs is not None:
             runs, failed = read_run_log(args.runs, args.set, args.tags)
-            source, out = f"{args.runs}" + (f" --set {args.set}" if args.set else ""), args.out
+            source = " ".join(map(str, args.runs)) + (f" --set {args.set}" if args.set else "")
+            out = args.out
         else:
             sweep = args.sweep_dir or (Path("multirun/compare_losses")
                                        / time.strftime("%Y-%m-%d_%H-%M-%S"))

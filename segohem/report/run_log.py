@@ -9,6 +9,7 @@ the older logs wrote them). Read into :class:`segohem.report.jobs.Job` objects s
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,12 +41,8 @@ def _fractions(row: dict[str, Any]) -> dict[str, Any]:
             "IoU": {c: float(v) / scale for c, v in row["IoU"].items()}}
 
 
-def read_run_log(path: Path, set_name: str | None = None, tags: str | None = None
-                 ) -> tuple[list[Job], list[dict[str, str]]]:
-    """The finished runs of ``path`` on ``set_name`` (needed when it holds several sets) whose
-    tag starts with one of the comma-separated prefixes ``tags`` (all if None), and the
-    failed ones (``rc`` not 0 or no ``mIoU``) as ``{"job": tag, "log": why}``.
-    :class:`SweepError` naming the file and line for unreadable lines, unknown sets."""
+def read_lines(path: Path) -> list[dict[str, Any]]:
+    """The JSON objects of a run log, one per non-empty line."""
     if not path.is_file():
         raise SweepError(f"{path}: no such run log")
     rows = []
@@ -56,6 +53,18 @@ def read_run_log(path: Path, set_name: str | None = None, tags: str | None = Non
             rows.append(json.loads(line))
         except json.JSONDecodeError as err:
             raise SweepError(f"{path}:{number}: not a JSON line ({err})") from None
+    return rows
+
+
+def read_run_log(paths: Path | Sequence[Path], set_name: str | None = None,
+                 tags: str | None = None) -> tuple[list[Job], list[dict[str, str]]]:
+    """The finished runs of the log(s) ``paths`` on ``set_name`` (needed when they hold
+    several sets) whose tag starts with one of the comma-separated prefixes ``tags`` (all if
+    None), and the failed ones (``rc`` not 0 or no ``mIoU``) as ``{"job": tag, "log": why}``.
+    :class:`SweepError` naming the file and line for unreadable lines, unknown sets."""
+    paths = [paths] if isinstance(paths, Path) else list(paths)
+    rows = [row for path in paths for row in read_lines(path)]
+    path = ", ".join(str(p) for p in paths)
     prefixes = tuple(t for t in (tags or "").split(",") if t)
     rows = [r for r in rows if not prefixes or str(r.get("tag", "")).startswith(prefixes)]
     sets = sorted({s for r in rows if (s := _set_name(r))})

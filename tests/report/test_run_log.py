@@ -66,3 +66,14 @@ def test_clear_errors(tmp_path: Path) -> None:
     (tmp_path / "bad.jsonl").write_text('{"tag": "x"}\n{oops\n')
     with pytest.raises(SweepError, match=r"bad.jsonl:2: not a JSON line"):
         read_run_log(tmp_path / "bad.jsonl")
+
+
+def test_several_logs_are_read_together(tmp_path: Path) -> None:
+    a = write_log(tmp_path / "a.jsonl", [row("x_final_s0", "s", 0, [], 0.8, {"bg": 0.9})])
+    b = write_log(tmp_path / "b.jsonl", [row("s0_x_rcs", "s", 0, ["data.sampler=rare_class"],
+                                             0.7, {"bg": 0.9}),
+                                         row("other", "t", 0, [], 0.5, {"bg": 0.9})])
+    runs, _ = read_run_log([a, b], "s")
+    assert [r.name for r in runs] == ["x_final_s0", "s0_x_rcs"]
+    with pytest.raises(SweepError, match=r"a.jsonl, .*b.jsonl: no run on set 'u'"):
+        read_run_log([a, b], "u")
