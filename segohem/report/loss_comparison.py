@@ -104,7 +104,7 @@ def group_keys(runs: list[Job]) -> list[Key]:
 def label(key: Key) -> str:
     """``ohem`` for a key of only the loss, else ``k=v k=v`` without the keys left unset
     (``-``); ``default`` when every key is unset."""
-    if [k for k, _ in key] == ["loss"]:
+    if [k for k, _ in key] == ["loss"] and key[0][1] != "-":
         return key[0][1]
     if not key:
         return "all"
